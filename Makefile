@@ -1,0 +1,32 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench demo clean venv
+
+venv: $(STAMP)
+
+# The venv is (re)built from the repo's own pinned lock files whenever they change.
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock -r requirements-dev.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+# End to end on the built-in national demo collection.
+run: $(STAMP)
+	$(VENV)/bin/lab2fab demo --if-missing
+	$(VENV)/bin/lab2fab run
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf data/landing data/warehouse data/published data/gx

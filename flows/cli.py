@@ -1,0 +1,115 @@
+"""`lab2fab` command line: demo, run, query."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from transforms.settings import get_paths
+
+
+def _demo(args) -> int:
+    from rich.progress import Progress
+
+    from transforms.demo import generate_demo
+
+    paths = get_paths(args.data_dir)
+    if args.if_missing and (paths.landing / "enrollment").exists():
+        print(f"demo landing zone already present at {paths.landing}; leaving it as it is")
+        return 0
+    with Progress(transient=True) as bar:
+        job = bar.add_task("writing demo submissions", total=None)
+        summary = generate_demo(paths.landing, paths.reference, seed=args.seed, scale=args.scale,
+                                universities=args.universities, first_term=args.first_term,
+                                last_term=args.last_term,
+                                progress=lambda done, total: bar.update(job, completed=done, total=total))
+    print(f"demo collection written to {paths.landing}: {summary['files_written']} files, "
+          f"{summary['rows_written']:,} rows, terms {args.first_term}..{args.last_term}")
+    return 0
+
+
+def _run(args) -> int:
+    from flows.pipeline import pipeline
+
+    result = pipeline(data_dir=args.data_dir, rebuild=args.rebuild, wait_for_lock_seconds=args.wait)
+    print()
+    print(f"files: {result['files_seen']} in landing zone, {result['files_new']} new; rows read {result['rows_read']:,}, "
+          f"loaded {result['rows_loaded']:,}, quarantined {result['rows_quarantined']:,}")
+    print(f"warehouse: {result['warehouse']}")
+    print(f"snapshot:  {result['snapshot']}  (query it: lab2fab query \"select * from marts.model_headline\")")
+    print(f"report:    {result['report']}")
+    if "engineers_2030" in result:
+        print(f"projection: {result['engineers_2030']:,.0f} semiconductor engineers by 2030 against the target of "
+              f"{result['target_2030']:,.0f} (gap {result['gap_2030']:,.0f}; "
+              f"{result['practice_ready_share']:.0%} with lab-to-fab practice); data to term {result['last_term']}")
+    else:
+        print("nothing new: warehouse, snapshot and report unchanged")
+    return 0
+
+
+def _query(args) -> int:
+    import duckdb
+
+    paths = get_paths(args.data_dir)
+    if not paths.snapshot.exists():
+        print(f"no published snapshot at {paths.snapshot}; run `lab2fab run` first", file=sys.stderr)
+        return 2
+    con = duckdb.connect(str(paths.snapshot), read_only=True)
+    try:
+        rel = con.sql(args.sql)
+        if rel is None:
+            return 0
+        if args.csv:
+            rel.df().to_csv(sys.stdout, index=False)
+        elif args.json:
+            print(rel.df().to_json(orient="records", force_ascii=False, date_format="iso"))
+        else:
+            rel.show(max_width=int(os.environ.get("COLUMNS", 160)), max_rows=args.max_rows)
+    except duckdb.Error as e:
+        print(f"query failed: {e}", file=sys.stderr)
+        return 1
+    finally:
+        con.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lab2fab", description="Vietnam-Korea lab-to-fab workforce pipeline")
+    p.add_argument("--data-dir", default=None, help="data folder (default $LAB2FAB_DATA_DIR or ./data)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="write the built-in national demo collection into the landing zone")
+    d.add_argument("--scale", type=float, default=1.0, help="1 = about 30,000 students a term; 16 = national size")
+    d.add_argument("--universities", type=int, default=None, help="only the first N participating universities")
+    d.add_argument("--seed", type=int, default=20261128)
+    d.add_argument("--first-term", default="2021-1")
+    d.add_argument("--last-term", default="2025-2")
+    d.add_argument("--if-missing", action="store_true", help="do nothing when a landing zone already exists")
+    d.set_defaults(func=_demo)
+
+    r = sub.add_parser("run", help="run the pipeline once: ingest -> ... -> report")
+    r.add_argument("--rebuild", action="store_true", help="rebuild marts, model and report even with no new files")
+    r.add_argument("--wait", type=float, default=0.0, help="seconds to wait if another run holds the warehouse")
+    r.set_defaults(func=_run)
+
+    q = sub.add_parser("query", help="run SQL on the published snapshot (read-only)")
+    q.add_argument("sql")
+    fmt = q.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true")
+    fmt.add_argument("--json", action="store_true")
+    q.add_argument("--max-rows", type=int, default=40)
+    q.set_defaults(func=_query)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.data_dir:
+        args.data_dir = str(Path(args.data_dir).resolve())
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Prefect flows: one per stage, and `pipeline`, which runs them in order like the runbook.
+
+ingest -> validate -> load -> transform -> model -> publish -> report
+
+Stages hand each other paths, not data: staged Parquet and the list of submissions live in
+the run's work folder, so every flow's parameters stay small and a stage can be re-run alone.
+The logic lives in `transforms/`; this file only orchestrates, logs and leaves artifacts.
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+
+from transforms import ingest as ing
+from transforms import landing, model, report, runs, warehouse
+from transforms.pseudonym import PseudonymKeyError, fingerprint, load_key
+from transforms.settings import Paths, get_paths
+
+SUBMISSIONS = "submissions.json"
+
+
+def _reference_fingerprint(paths: Paths) -> str:
+    h = hashlib.sha256()
+    for f in sorted(paths.reference.glob("*.csv")):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@task(retries=2, retry_delay_seconds=2)
+def stage_files(paths: Paths, run_id: str, key: bytes) -> dict:
+    """Find new files and stage them. Retried: a file may still be being written or locked."""
+    logger = get_run_logger()
+    con = warehouse.connect(paths.warehouse)
+    try:
+        known = ing.KnownFiles.from_warehouse(con)
+    finally:
+        con.close()
+    landed = landing.scan(paths.landing)
+    new = ing.new_files(landed, known)
+    logger.info("landing zone: %d files, %d new", len(landed), len(new))
+    progress_id = create_progress_artifact(0.0, description="files staged") if new else None
+    step = max(len(new) // 10, 1)
+
+    def progress(done: int, total: int) -> None:
+        if done % step == 0 or done == total:
+            update_progress_artifact(progress_id, 100.0 * done / total)
+            logger.info("staged %d/%d files", done, total)
+
+    work = runs.work_dir(paths, run_id)
+    subs = ing.stage_submissions(new, known, work, key=key, reference_dir=paths.reference, progress=progress)
+    runs.save_submissions(work / SUBMISSIONS, subs)
+    for s in subs:
+        if s.status != "staged":
+            logger.warning("%s: %s", s.status, s.reason)
+    return {"files_seen": len(landed), "files_new": len(new)}
+
+
+@flow(name="ingest")
+def ingest_flow(data_dir: str, run_id: str) -> dict:
+    """Find new submissions in the landing zone, read, normalise and pseudonymise them."""
+    paths = get_paths(data_dir)
+    key = load_key(paths.secrets)
+    con = warehouse.connect(paths.warehouse)
+    try:
+        expected = warehouse.get_state(con, "key_fingerprint")
+    finally:
+        con.close()
+    if expected and expected != fingerprint(key):
+        raise PseudonymKeyError(
+            "the pseudonymisation key is not the one this warehouse was built with; nothing was written. "
+            "Set $LAB2FAB_PSEUDONYM_KEY to the original key (or rebuild the warehouse from the landing zone).")
+    return stage_files(paths, run_id, key)
+
+
+@flow(name="validate")
+def validate_flow(data_dir: str, run_id: str) -> dict:
+    """The data contract (Great Expectations) on every staged submission."""
+    paths = get_paths(data_dir)
+    work = runs.work_dir(paths, run_id)
+    subs = runs.read_submissions(work / SUBMISSIONS)
+    con = warehouse.connect(paths.warehouse)
+    try:
+        warehouse.load_reference(con, paths.reference)
+        ref = ing.contract_reference(con)
+    finally:
+        con.close()
+    counts = ing.validate_staged(subs, work, ref)
+    get_run_logger().info("contract checked: %s rule failures", counts)
+    return counts
+
+
+@flow(name="load")
+def load_flow(data_dir: str, run_id: str) -> dict:
+    """One transaction: manifest, loaded rows, quarantine, superseded submissions."""
+    paths = get_paths(data_dir)
+    work = runs.work_dir(paths, run_id)
+    subs = runs.read_submissions(work / SUBMISSIONS)
+    key_fp = fingerprint(load_key(paths.secrets))
+    con = warehouse.connect(paths.warehouse)
+    try:
+        if warehouse.get_state(con, "key_fingerprint") is None:
+            warehouse.set_state(con, "key_fingerprint", key_fp)
+        totals = ing.load_batch(con, subs, work, run_id) if subs else {"files": 0, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0}
+        by_status = con.execute("SELECT status, count(*) FROM ops.manifest WHERE run_id = ? GROUP BY 1 ORDER BY 1",
+                                [run_id]).fetchall()
+    finally:
+        con.close()
+    logger = get_run_logger()
+    logger.info("loaded: %s; files by status: %s", totals, dict(by_status))
+    if subs:
+        create_table_artifact(
+            key="lab2fab-files",
+            table=[{"path": s.landed.relpath, "status": s.status, "rows_read": s.rows_read, "reason": s.reason or ""}
+                   for s in subs][:500],
+            description=f"Files in run {run_id}: {dict(by_status)}")
+    return totals
+
+
+@flow(name="transform")
+def transform_flow(data_dir: str) -> list[str]:
+    """Reference data and SQL models: staging -> marts."""
+    paths = get_paths(data_dir)
+    con = warehouse.connect(paths.warehouse)
+    try:
+        warehouse.load_reference(con, paths.reference)
+        built = warehouse.build_marts(con)
+    finally:
+        con.close()
+    get_run_logger().info("marts built: %s", ", ".join(built))
+    return built
+
+
+@flow(name="model")
+def model_flow(data_dir: str) -> dict:
+    """The lab-to-fab model, from the warehouse back into `marts.model_*`."""
+    paths = get_paths(data_dir)
+    con = warehouse.connect(paths.warehouse)
+    try:
+        outputs = model.run_model(model.load_inputs(con))
+        model.write_outputs(con, outputs)
+    finally:
+        con.close()
+    total = outputs["model_headline"].query("dimension == 'total'").iloc[0]
+    get_run_logger().info("engineers projected by 2030: %.0f (target %.0f)", total.engineers_by_horizon, total.target)
+    return {"engineers_2030": float(total.engineers_by_horizon)}
+
+
+@flow(name="publish")
+def publish_flow(data_dir: str, run_id: str) -> str:
+    """A finished, read-only snapshot for analysts, swapped in atomically."""
+    paths = get_paths(data_dir)
+    con = warehouse.connect(paths.warehouse)
+    try:
+        snap = warehouse.publish(con, paths.snapshot, run_id)
+    finally:
+        con.close()
+    get_run_logger().info("published %s", snap)
+    return str(snap)
+
+
+@flow(name="report")
+def report_flow(data_dir: str) -> dict:
+    """The HTML report beside the snapshot, and the headline as a Prefect artifact."""
+    paths = get_paths(data_dir)
+    con = warehouse.connect(paths.warehouse)
+    try:
+        h = report.headline(con)
+        report.write_report(con, paths.report, h)
+    finally:
+        con.close()
+    create_markdown_artifact(key="lab2fab-headline", markdown=report.markdown(h), description="Projection to 2030")
+    return {k: h[k] for k in ("last_term", "engineers_2030", "target_2030", "gap_2030", "practice_ready_share")}
+
+
+@flow(name="lab2fab-pipeline", log_prints=True)
+def pipeline(data_dir: str | None = None, rebuild: bool = False, wait_for_lock_seconds: float = 0.0) -> dict:
+    """The whole run: ingest -> validate -> load -> transform -> model -> publish -> report.
+
+    With no new files and unchanged reference data, the warehouse is left as it is.
+    """
+    paths = get_paths(data_dir).ensure()
+    data_dir = str(paths.data_dir)
+    run_id = runs.new_run_id()
+    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    logger = get_run_logger()
+    with runs.writer_lock(paths, timeout=wait_for_lock_seconds):
+        runs.clear_stale_work(paths, keep=run_id)
+        seen = ingest_flow(data_dir, run_id)
+        validate_flow(data_dir, run_id)
+        totals = load_flow(data_dir, run_id)
+        con = warehouse.connect(paths.warehouse)
+        try:
+            fp = _reference_fingerprint(paths)
+            changed = rebuild or totals["files"] > 0 or warehouse.get_state(con, "reference_fingerprint") != fp \
+                or not paths.snapshot.exists()
+        finally:
+            con.close()
+        if changed:
+            transform_flow(data_dir)
+            model_flow(data_dir)
+            con = warehouse.connect(paths.warehouse)
+            try:
+                warehouse.set_state(con, "reference_fingerprint", fp)
+            finally:
+                con.close()
+            publish_flow(data_dir, run_id)
+            result = report_flow(data_dir)
+        else:
+            logger.info("no new files and no reference change: warehouse, snapshot and report unchanged")
+            result = {}
+        con = warehouse.connect(paths.warehouse)
+        try:
+            warehouse.record_run(con, run_id, started, seen, totals, changed)
+        finally:
+            con.close()
+        runs.clear_stale_work(paths, keep="")
+    result.update(seen, **totals, changed=changed, run_id=run_id, warehouse=str(paths.warehouse),
+                  snapshot=str(paths.snapshot), report=str(paths.report))
+    return result

@@ -1,0 +1,111 @@
+-- The warehouse's own tables. Idempotent: run at the start of every write session.
+CREATE SCHEMA IF NOT EXISTS ops;      -- accounting: runs, files, quarantine, validation results
+CREATE SCHEMA IF NOT EXISTS ref;      -- reference data, reloaded from data/reference each run
+CREATE SCHEMA IF NOT EXISTS staging;  -- canonical, pseudonymised rows of current submissions
+CREATE SCHEMA IF NOT EXISTS marts;    -- what analysts query
+
+CREATE TABLE IF NOT EXISTS ops.state (
+    name VARCHAR PRIMARY KEY,
+    value VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS ops.runs (
+    run_id VARCHAR PRIMARY KEY,
+    started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP,
+    files_seen INTEGER,
+    files_new INTEGER,
+    rows_read BIGINT,
+    rows_loaded BIGINT,
+    rows_quarantined BIGINT,
+    rebuilt BOOLEAN,
+    status VARCHAR NOT NULL
+);
+
+-- One row per landed file, ever: loaded, superseded, rejected or duplicate.
+CREATE TABLE IF NOT EXISTS ops.manifest (
+    file_id VARCHAR PRIMARY KEY,
+    dataset VARCHAR NOT NULL,            -- enrollment | placements
+    path VARCHAR NOT NULL,               -- relative to the landing zone
+    sha256 VARCHAR,
+    size_bytes BIGINT NOT NULL,
+    mtime DOUBLE NOT NULL,
+    university_code VARCHAR,
+    term VARCHAR,
+    round VARCHAR,
+    received_at TIMESTAMP NOT NULL,
+    format VARCHAR,
+    encoding VARCHAR,
+    header_line INTEGER,
+    extra_columns VARCHAR,
+    rows_read BIGINT NOT NULL,
+    rows_loaded BIGINT NOT NULL,
+    rows_quarantined BIGINT NOT NULL,
+    rows_with_warnings BIGINT NOT NULL,
+    status VARCHAR NOT NULL,             -- loaded | superseded | rejected | duplicate
+    reason VARCHAR,
+    superseded_by VARCHAR,
+    run_id VARCHAR NOT NULL,
+    ingested_at TIMESTAMP NOT NULL
+);
+
+-- Every rule a row broke. Rows with an `error` are quarantined (not loaded); warnings are reported.
+CREATE TABLE IF NOT EXISTS ops.row_issues (
+    file_id VARCHAR NOT NULL,
+    dataset VARCHAR NOT NULL,
+    university_code VARCHAR,
+    term VARCHAR,
+    line BIGINT NOT NULL,
+    rule_id VARCHAR NOT NULL,
+    severity VARCHAR NOT NULL,
+    field VARCHAR,
+    observed VARCHAR,
+    message_en VARCHAR,
+    message_vi VARCHAR,
+    original_values VARCHAR             -- JSON of the row's non-personal fields as sent
+);
+
+CREATE TABLE IF NOT EXISTS ops.validation_results (
+    run_id VARCHAR NOT NULL,
+    dataset VARCHAR NOT NULL,
+    file_id VARCHAR NOT NULL,
+    university_code VARCHAR,
+    term VARCHAR,
+    rule_id VARCHAR NOT NULL,
+    severity VARCHAR NOT NULL,
+    success BOOLEAN NOT NULL,
+    rows_checked BIGINT,
+    rows_failing BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS staging.enrollment (
+    file_id VARCHAR NOT NULL,
+    university_code VARCHAR NOT NULL,
+    term VARCHAR NOT NULL,
+    line BIGINT NOT NULL,
+    student_key VARCHAR NOT NULL,
+    person_key VARCHAR,
+    gender VARCHAR,
+    programme_code VARCHAR NOT NULL,
+    degree_level VARCHAR NOT NULL,
+    intake_year INTEGER NOT NULL,
+    study_year INTEGER NOT NULL,
+    status VARCHAR NOT NULL,
+    gpa DOUBLE,
+    birth_year INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS staging.placements (
+    file_id VARCHAR NOT NULL,
+    round VARCHAR NOT NULL,
+    line BIGINT NOT NULL,
+    university_code VARCHAR NOT NULL,
+    student_key VARCHAR NOT NULL,
+    host_code VARCHAR NOT NULL,
+    track VARCHAR NOT NULL,
+    outcome VARCHAR NOT NULL,
+    semiconductor_job VARCHAR
+);
+
+CREATE OR REPLACE VIEW ops.quarantine AS
+SELECT * FROM ops.row_issues WHERE severity = 'error';
