@@ -174,7 +174,7 @@ def _issues(frame: pd.DataFrame, failures: pd.DataFrame | None, dataset: str) ->
             "observed", "message_en", "message_vi", "original_values"]
     if failures is None or failures.empty:
         return pd.DataFrame({c: pd.Series(dtype="string") for c in cols}).astype({"line": "Int64"})
-    rows = frame.set_index("row_id").loc[failures["key"].to_numpy()]
+    rows = frame.set_index("row_id").loc[failures["row_id"].to_numpy()]
     raw = rows[[f"raw_{c}" for c in RAW_COLUMNS[dataset]]]
     raw.columns = RAW_COLUMNS[dataset]
     originals = [json.dumps({k: v for k, v in r.items() if v is not None and v == v}, ensure_ascii=False)
@@ -202,7 +202,7 @@ def _file_results(frame: pd.DataFrame, report, batch: list[Submission]) -> pd.Da
     grid = files.merge(rules, how="cross")
     f = report.row_failures
     if len(f):
-        failing = (f.assign(file_id=frame.set_index("row_id").loc[f["key"].to_numpy(), "file_id"].to_numpy())
+        failing = (f.assign(file_id=frame.set_index("row_id").loc[f["row_id"].to_numpy(), "file_id"].to_numpy())
                    .groupby(["file_id", "rule_id"]).size().rename("rows_failing").reset_index())
         grid = grid.merge(failing, on=["file_id", "rule_id"], how="left")
     else:

@@ -178,6 +178,9 @@ def _rounds(grads: pd.DataFrame, inputs, params, a: Assumptions, last_year: int)
             round_rows.append((rnd, track, basis, demand / a.application_rate if a.application_rate else 0.0,
                                demand, offered, placed_total, completed_total,
                                max(demand - offered, 0.0), max(offered - placed_total, 0.0)))
+    # Graduates still waiting for a slot at the horizon enter the industry without practice.
+    for (track, lv), cohort in pool.items():
+        eng_rows.append((a.horizon_year, track, lv, 0.0, cohort.sum() * a.conversion_without_practice))
     rounds = pd.DataFrame(round_rows, columns=["round", "track", "basis", "eligible", "applicants", "slots",
                                                "placed", "completed", "unmet_demand", "unused_slots"])
     eng = pd.DataFrame(eng_rows, columns=["year", "track", "degree_level", "practice_ready", "without_practice"])
@@ -201,7 +204,7 @@ def _take(cohort: np.ndarray, n: float) -> None:
 
 def _headline(eng: pd.DataFrame, targets: pd.DataFrame, a: Assumptions) -> pd.DataFrame:
     by = eng[eng.year <= a.horizon_year]
-    totals = {("total", "total"): by["engineers"].sum()}
+    totals = {("total", "all"): by["engineers"].sum()}
     for g, part in by.groupby(by["track"].map(TRACK_GROUP)):
         totals[("track_group", g)] = part["engineers"].sum()
     for g, part in by.groupby(by["degree_level"].map(LEVEL_GROUP)):
@@ -213,7 +216,7 @@ def _headline(eng: pd.DataFrame, targets: pd.DataFrame, a: Assumptions) -> pd.Da
         target = float(t["target"].iloc[0]) if len(t) else np.nan
         rows.append((dim, cat, value, target, target - value if target == target else np.nan))
     out = pd.DataFrame(rows, columns=["dimension", "category", "engineers_by_horizon", "target", "gap"])
-    out["practice_ready_share"] = practice / totals[("total", "total")] if totals[("total", "total")] else 0.0
+    out["practice_ready_share"] = practice / totals[("total", "all")] if totals[("total", "all")] else 0.0
     return out
 
 

@@ -1,0 +1,113 @@
+"""The whole pipeline on a small demo collection, with real Prefect, DuckDB and GX."""
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import pandas as pd
+import pytest
+
+from transforms import warehouse
+
+
+def table_contents(path) -> dict[str, pd.DataFrame]:
+    """Every table's full content, in a stable order (run history excluded: it grows by design)."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        out = {}
+        for name in warehouse.table_names(con):
+            if name in ("ops.runs",):
+                continue
+            out[name] = con.execute(f"SELECT * FROM {name} ORDER BY ALL").df()
+        return out
+    finally:
+        con.close()
+
+
+def data_rows(path) -> int:
+    """Data rows of a demo CSV (header on line 1, no blank lines), counted without lab2fab's reader."""
+    return len([l for l in path.read_text(encoding="utf-8-sig").splitlines() if l.strip()]) - 1
+
+
+@pytest.fixture(scope="module")
+def first_run(prefect_harness, small_demo, tmp_path_factory):
+    from flows.pipeline import pipeline
+
+    demo_dir, summary = small_demo
+    data_dir = tmp_path_factory.mktemp("pipeline")
+    shutil.copytree(demo_dir / "landing", data_dir / "landing")
+    result = pipeline(data_dir=str(data_dir))
+    return data_dir, summary, result
+
+
+def test_every_file_and_row_is_accounted_for(first_run):
+    data_dir, summary, result = first_run
+    con = duckdb.connect(str(data_dir / "published" / "lab2fab.duckdb"), read_only=True)
+    m = con.execute("SELECT * FROM ops.manifest").df().set_index("path")
+    assert len(m) == summary["files_written"] == result["files_seen"]
+    # per file: read = loaded + quarantined
+    assert (m.rows_read == m.rows_loaded + m.rows_quarantined).all()
+    # the injected file-level cases end as they should
+    assert m.loc[summary["rejected_file"], "status"] == "rejected"
+    assert "status" in m.loc[summary["rejected_file"], "reason"]
+    assert m.loc[summary["superseded_file"], "status"] == "superseded"
+    assert m.loc[summary["resubmitted_file"], "status"] == "loaded"
+    pair = m.loc[[summary["duplicate_file"], summary["duplicate_of"]], "status"]
+    assert sorted(pair) == ["duplicate", "loaded"]
+    # every row written by the demo was read, except the two files refused whole
+    unread = sum(data_rows(data_dir / "landing" / p) for p in
+                 (summary["rejected_file"], pair[pair == "duplicate"].index[0]))
+    assert m.rows_read.sum() + unread == summary["rows_written"]
+    # staging holds exactly the loaded rows of current submissions
+    staged = con.execute("SELECT count(*) FROM staging.enrollment").fetchone()[0]
+    current = m[(m.dataset == "enrollment") & (m.status == "loaded")].rows_loaded.sum()
+    assert staged == current
+    quarantined = con.execute("SELECT count(DISTINCT (file_id, line)) FROM ops.quarantine").fetchone()[0]
+    assert quarantined == m.rows_quarantined.sum()
+
+
+def test_injected_mistakes_are_quarantined_with_reasons(first_run):
+    data_dir, summary, _ = first_run
+    con = duckdb.connect(str(data_dir / "published" / "lab2fab.duckdb"), read_only=True)
+    rules = dict(con.execute("""SELECT rule_id, count(*) FROM ops.quarantine q JOIN ops.manifest m USING (file_id)
+                                WHERE m.status = 'loaded' GROUP BY 1""").fetchall())
+    expected_rule = {"unknown_programme": "ENR.programme_code.catalogue", "study_year_12": "ENR.study_year.range",
+                     "empty_student_id": "ENR.student_key.present", "gender_unknown": "ENR.gender.present",
+                     "future_intake": "ENR.intake_year.not_future", "duplicate_row": "ENR.student_key.unique"}
+    for kind, n in summary["row_mistakes"].items():
+        if n:
+            assert rules.get(expected_rule[kind], 0) >= n, (kind, rules)
+    row = con.execute("SELECT file_id, line, field, message_en, message_vi, original_values FROM ops.quarantine LIMIT 1").fetchone()
+    assert all(v is not None for v in row)
+
+
+def test_layers_agree_and_model_runs(first_run):
+    data_dir, _, result = first_run
+    con = duckdb.connect(str(data_dir / "published" / "lab2fab.duckdb"), read_only=True)
+    staged = con.execute("SELECT count(*) FROM staging.enrollment").fetchone()[0]
+    assert con.execute("SELECT sum(students) FROM marts.enrollment_by_term").fetchone()[0] == staged
+    assert con.execute("SELECT count(*) FROM ref.universities WHERE participates").fetchone()[0] >= 160
+    total = con.execute("SELECT engineers_by_horizon, target FROM marts.model_headline WHERE dimension = 'total'").fetchone()
+    assert total[1] == 50000 and total[0] > 0
+    assert result["engineers_2030"] == pytest.approx(total[0])
+    rounds = con.execute("SELECT count(*), sum(placed > slots) FROM marts.model_rounds WHERE basis = 'projected'").fetchone()
+    assert rounds[0] > 0 and rounds[1] == 0  # never more placed than slots offered
+    # names, national ids and birth dates never reach the warehouse
+    columns = {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns()").fetchall()}
+    assert not columns & {"full_name", "national_id", "birth_date", "student_id"}
+    assert (data_dir / "published" / "report.html").read_text().count("engineers") > 0
+
+
+def test_second_run_with_no_new_files_changes_nothing(first_run):
+    from flows.pipeline import pipeline
+
+    data_dir, _, _ = first_run
+    before = table_contents(data_dir / "warehouse" / "lab2fab.duckdb")
+    snapshot_before = (data_dir / "published" / "lab2fab.duckdb").stat().st_mtime_ns
+    result = pipeline(data_dir=str(data_dir))
+    assert result["files_new"] == 0 and result["changed"] is False
+    after = table_contents(data_dir / "warehouse" / "lab2fab.duckdb")
+    assert before.keys() == after.keys()
+    for name in before:
+        pd.testing.assert_frame_equal(before[name], after[name], obj=name)
+    assert (data_dir / "published" / "lab2fab.duckdb").stat().st_mtime_ns == snapshot_before
