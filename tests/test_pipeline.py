@@ -57,7 +57,9 @@ def test_every_file_and_row_is_accounted_for(first_run):
     # every row written by the demo was read, except the two files refused whole
     unread = sum(data_rows(data_dir / "landing" / p) for p in
                  (summary["rejected_file"], pair[pair == "duplicate"].index[0]))
-    assert m.rows_read.sum() + unread == summary["rows_written"]
+    enrollment = m[m.dataset == "enrollment"]
+    assert enrollment.rows_read.sum() + unread == summary["rows_written"]
+    assert m[m.dataset == "placements"].rows_read.sum() == sum(summary["placements"].values())
     # staging holds exactly the loaded rows of current submissions
     staged = con.execute("SELECT count(*) FROM staging.enrollment").fetchone()[0]
     current = m[(m.dataset == "enrollment") & (m.status == "loaded")].rows_loaded.sum()
