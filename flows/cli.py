@@ -33,9 +33,13 @@ def _demo(args) -> int:
 def _run(args) -> int:
     from flows.pipeline import pipeline
 
-    result = pipeline(data_dir=args.data_dir, rebuild=args.rebuild, wait_for_lock_seconds=args.wait)
+    _print_run(pipeline(data_dir=args.data_dir, rebuild=args.rebuild, wait_for_lock_seconds=args.wait))
+    return 0
+
+
+def _print_run(result: dict) -> None:
     print()
-    print(f"files: {result['files_seen']} in landing zone, {result['files_new']} new; rows read {result['rows_read']:,}, "
+    print(f"files: {result['files_seen']} in scope, {result['files_new']} ingested; rows read {result['rows_read']:,}, "
           f"loaded {result['rows_loaded']:,}, quarantined {result['rows_quarantined']:,}")
     print(f"warehouse: {result['warehouse']}")
     print(f"snapshot:  {result['snapshot']}  (query it: lab2fab query \"select * from marts.model_headline\")")
@@ -46,6 +50,32 @@ def _run(args) -> int:
               f"{result['practice_ready_share']:.0%} with lab-to-fab practice); data to term {result['last_term']}")
     else:
         print("nothing new: warehouse, snapshot and report unchanged")
+
+
+def _backfill(args) -> int:
+    from flows.backfill import backfill
+
+    _print_run(backfill(first_term=args.from_term, last_term=args.to_term, first_round=args.from_round,
+                        last_round=args.to_round, data_dir=args.data_dir, max_concurrency=args.concurrency,
+                        wait_for_lock_seconds=args.wait))
+    return 0
+
+
+def _dictionary(args) -> int:
+    import duckdb
+
+    from transforms import warehouse
+
+    paths = get_paths(args.data_dir)
+    con = duckdb.connect(str(paths.snapshot), read_only=True)
+    try:
+        text = warehouse.dictionary_markdown(con)
+    finally:
+        con.close()
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
     return 0
 
 
@@ -93,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rebuild", action="store_true", help="rebuild marts, model and report even with no new files")
     r.add_argument("--wait", type=float, default=0.0, help="seconds to wait if another run holds the warehouse")
     r.set_defaults(func=_run)
+
+    b = sub.add_parser("backfill", help="run ingestion and everything downstream again for a range of terms")
+    b.add_argument("--from", dest="from_term", required=True, help="first term, e.g. 2021-1")
+    b.add_argument("--to", dest="to_term", required=True, help="last term, e.g. 2025-2")
+    b.add_argument("--from-round", default=None, help="first internship round to take again, e.g. 2025H1")
+    b.add_argument("--to-round", default=None, help="last internship round (default: --from-round)")
+    b.add_argument("--concurrency", type=int, default=2, help="terms staged at once")
+    b.add_argument("--wait", type=float, default=0.0, help="seconds to wait if another run holds the warehouse")
+    b.set_defaults(func=_backfill)
+
+    dd = sub.add_parser("dictionary", help="print the data dictionary generated from the published snapshot")
+    dd.add_argument("--out", default=None, help="write it to this file instead")
+    dd.set_defaults(func=_dictionary)
 
     q = sub.add_parser("query", help="run SQL on the published snapshot (read-only)")
     q.add_argument("sql")

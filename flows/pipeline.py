@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from transforms import ingest as ing
@@ -30,50 +32,62 @@ def _reference_fingerprint(paths: Paths) -> str:
     return h.hexdigest()[:16]
 
 
-@task(retries=2, retry_delay_seconds=2)
-def stage_files(paths: Paths, run_id: str, key: bytes) -> dict:
-    """Find new files and stage them. Retried: a file may still be being written or locked."""
+@task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def stage_group(paths: Paths, run_id: str, key: bytes, label: str, files: list[landing.LandedFile],
+                known: ing.KnownFiles) -> list[ing.Submission]:
+    """Read, normalise and pseudonymise one term's (or round's) new files into staged Parquet.
+
+    Retried a bounded number of times: a file may still be being written or be locked;
+    staging is idempotent (each file's Parquet is simply written again).
+    """
+    subs = ing.stage_submissions(files, known, runs.work_dir(paths, run_id), key=key, reference_dir=paths.reference)
     logger = get_run_logger()
-    con = warehouse.connect(paths.warehouse)
-    try:
-        known = ing.KnownFiles.from_warehouse(con)
-    finally:
-        con.close()
-    landed = landing.scan(paths.landing)
-    new = ing.new_files(landed, known)
-    logger.info("landing zone: %d files, %d new", len(landed), len(new))
-    progress_id = create_progress_artifact(0.0, description="files staged") if new else None
-    step = max(len(new) // 10, 1)
-
-    def progress(done: int, total: int) -> None:
-        if done % step == 0 or done == total:
-            update_progress_artifact(progress_id, 100.0 * done / total)
-            logger.info("staged %d/%d files", done, total)
-
-    work = runs.work_dir(paths, run_id)
-    subs = ing.stage_submissions(new, known, work, key=key, reference_dir=paths.reference, progress=progress)
-    runs.save_submissions(work / SUBMISSIONS, subs)
     for s in subs:
         if s.status != "staged":
             logger.warning("%s: %s", s.status, s.reason)
-    return {"files_seen": len(landed), "files_new": len(new)}
+    logger.info("%s: %d files staged (%d rows)", label, sum(s.status == "staged" for s in subs),
+                sum(s.rows_read for s in subs))
+    return subs
 
 
 @flow(name="ingest")
-def ingest_flow(data_dir: str, run_id: str) -> dict:
-    """Find new submissions in the landing zone, read, normalise and pseudonymise them."""
+def ingest_flow(data_dir: str, run_id: str, terms: list[str] | None = None, rounds: list[str] | None = None) -> dict:
+    """Find new submissions in the landing zone, read, normalise and pseudonymise them.
+
+    With `terms`/`rounds` (a backfill), every file of those periods is taken again, known or not.
+    Each period is staged by its own task; the flow's task runner bounds how many run at once.
+    """
     paths = get_paths(data_dir)
+    logger = get_run_logger()
     key = load_key(paths.secrets)
+    backfill = terms is not None or rounds is not None
+    periods = set(terms or []) | set(rounds or [])
     con = warehouse.connect(paths.warehouse)
     try:
         expected = warehouse.get_state(con, "key_fingerprint")
+        known = ing.KnownFiles.from_warehouse(con, exclude_periods=periods if backfill else None)
     finally:
         con.close()
     if expected and expected != fingerprint(key):
         raise PseudonymKeyError(
             "the pseudonymisation key is not the one this warehouse was built with; nothing was written. "
             "Set $LAB2FAB_PSEUDONYM_KEY to the original key (or rebuild the warehouse from the landing zone).")
-    return stage_files(paths, run_id, key)
+    landed = landing.scan(paths.landing)
+    if backfill:
+        landed = [f for f in landed if f.period in periods]
+    new = ing.new_files(landed, known)
+    groups = ing.group_by_period(new, known)
+    logger.info("landing zone: %d files, %d to ingest in %d periods", len(landed), len(new), len(groups))
+    progress_id = create_progress_artifact(0.0, description="periods staged") if groups else None
+    futures = [stage_group.submit(paths, run_id, key, label, files, group_known)
+               for label, files, group_known in groups]
+    subs: list[ing.Submission] = []
+    for i, future in enumerate(futures):
+        subs.extend(future.result())
+        update_progress_artifact(progress_id, 100.0 * (i + 1) / len(futures))
+    runs.save_submissions(runs.work_dir(paths, run_id) / SUBMISSIONS, subs)
+    runs.save_scope(runs.work_dir(paths, run_id), periods if backfill else set())
+    return {"files_seen": len(landed), "files_new": len(new)}
 
 
 @flow(name="validate")
@@ -104,7 +118,9 @@ def load_flow(data_dir: str, run_id: str) -> dict:
     try:
         if warehouse.get_state(con, "key_fingerprint") is None:
             warehouse.set_state(con, "key_fingerprint", key_fp)
-        totals = ing.load_batch(con, subs, work, run_id) if subs else {"files": 0, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0}
+        scope = runs.read_scope(work)
+        totals = (ing.load_batch(con, subs, work, run_id, forget_periods=scope) if subs or scope
+                  else {"files": 0, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0})
         by_status = con.execute("SELECT status, count(*) FROM ops.manifest WHERE run_id = ? GROUP BY 1 ORDER BY 1",
                                 [run_id]).fetchall()
     finally:
@@ -151,14 +167,19 @@ def model_flow(data_dir: str) -> dict:
 
 @flow(name="publish")
 def publish_flow(data_dir: str, run_id: str) -> str:
-    """A finished, read-only snapshot for analysts, swapped in atomically."""
+    """Curated views and their documentation, then a finished read-only snapshot swapped in
+    atomically, Parquet exports and the data dictionary beside it."""
     paths = get_paths(data_dir)
     con = warehouse.connect(paths.warehouse)
     try:
+        warehouse.build_marts(con, "views")
+        documented = warehouse.apply_dictionary(con)
         snap = warehouse.publish(con, paths.snapshot, run_id)
+        warehouse.export_parquet(con, paths.published_dir, run_id)
+        (paths.published_dir / "DATA_DICTIONARY.md").write_text(warehouse.dictionary_markdown(con), encoding="utf-8")
     finally:
         con.close()
-    get_run_logger().info("published %s", snap)
+    get_run_logger().info("published %s (%d columns documented) and Parquet exports", snap, documented)
     return str(snap)
 
 
@@ -176,11 +197,13 @@ def report_flow(data_dir: str) -> dict:
     return {k: h[k] for k in ("last_term", "engineers_2030", "target_2030", "gap_2030", "practice_ready_share")}
 
 
-@flow(name="lab2fab-pipeline", log_prints=True)
-def pipeline(data_dir: str | None = None, rebuild: bool = False, wait_for_lock_seconds: float = 0.0) -> dict:
-    """The whole run: ingest -> validate -> load -> transform -> model -> publish -> report.
+def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_seconds: float = 0.0,
+               terms: list[str] | None = None, rounds: list[str] | None = None, max_concurrency: int = 2) -> dict:
+    """ingest -> validate -> load -> transform -> model -> publish -> report, under the writer lock.
 
-    With no new files and unchanged reference data, the warehouse is left as it is.
+    Regular runs take new files only; a backfill (`terms`/`rounds`) takes every file of those
+    periods again and replaces what the warehouse held for them. With nothing new and unchanged
+    reference data, the warehouse, snapshot and report are left as they are.
     """
     paths = get_paths(data_dir).ensure()
     data_dir = str(paths.data_dir)
@@ -189,16 +212,18 @@ def pipeline(data_dir: str | None = None, rebuild: bool = False, wait_for_lock_s
     logger = get_run_logger()
     with runs.writer_lock(paths, timeout=wait_for_lock_seconds):
         runs.clear_stale_work(paths, keep=run_id)
-        seen = ingest_flow(data_dir, run_id)
+        seen = ingest_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max_concurrency))(
+            data_dir, run_id, terms=terms, rounds=rounds)
         validate_flow(data_dir, run_id)
         totals = load_flow(data_dir, run_id)
+        fp = _reference_fingerprint(paths)
         con = warehouse.connect(paths.warehouse)
         try:
-            fp = _reference_fingerprint(paths)
-            changed = rebuild or totals["files"] > 0 or warehouse.get_state(con, "reference_fingerprint") != fp \
-                or not paths.snapshot.exists()
+            changed = (rebuild or terms is not None or rounds is not None or totals["files"] > 0
+                       or warehouse.get_state(con, "reference_fingerprint") != fp or not paths.snapshot.exists())
         finally:
             con.close()
+        result: dict = {}
         if changed:
             transform_flow(data_dir)
             model_flow(data_dir)
@@ -211,7 +236,6 @@ def pipeline(data_dir: str | None = None, rebuild: bool = False, wait_for_lock_s
             result = report_flow(data_dir)
         else:
             logger.info("no new files and no reference change: warehouse, snapshot and report unchanged")
-            result = {}
         con = warehouse.connect(paths.warehouse)
         try:
             warehouse.record_run(con, run_id, started, seen, totals, changed)
@@ -221,3 +245,9 @@ def pipeline(data_dir: str | None = None, rebuild: bool = False, wait_for_lock_s
     result.update(seen, **totals, changed=changed, run_id=run_id, warehouse=str(paths.warehouse),
                   snapshot=str(paths.snapshot), report=str(paths.report))
     return result
+
+
+@flow(name="lab2fab-pipeline", log_prints=True)
+def pipeline(data_dir: str | None = None, rebuild: bool = False, wait_for_lock_seconds: float = 0.0) -> dict:
+    """The scheduled run: take what universities have sent since the last run, end to end."""
+    return run_stages(data_dir, rebuild=rebuild, wait_for_lock_seconds=wait_for_lock_seconds)

@@ -24,6 +24,7 @@ from transforms.normalise import (ENROLLMENT_REQUIRED, ENROLLMENT_RAW, PLACEMENT
                                   ValueAliases, normalise_enrollment, normalise_placements)
 from transforms.readers import AliasTable, SubmissionRejected, read_submission
 from transforms.warehouse import AccountingError
+from transforms.warehouse import forget_periods as forget
 
 VALIDATION_BATCH_ROWS = 300_000  # bounds memory: staged files are validated this many rows at a time
 STAGING_COLUMNS = {
@@ -62,10 +63,33 @@ class KnownFiles:
     by_sha: dict[str, tuple[str, str]]  # sha256 -> (path, status)
 
     @classmethod
-    def from_warehouse(cls, con) -> "KnownFiles":
-        rows = con.execute("SELECT path, size_bytes, mtime, sha256, status FROM ops.manifest ORDER BY ingested_at").fetchall()
-        return cls({p: (s, m, h) for p, s, m, h, _ in rows},
-                   {h: (p, st) for p, _, _, h, st in rows if h and h not in ("",)})
+    def from_warehouse(cls, con, exclude_periods: set[str] | None = None) -> "KnownFiles":
+        """The manifest; a backfill leaves out the periods it takes again (`exclude_periods`)."""
+        rows = con.execute("""SELECT path, size_bytes, mtime, sha256, status, coalesce(term, round) AS period
+                              FROM ops.manifest ORDER BY ingested_at, path""").fetchall()
+        rows = [r for r in rows if not exclude_periods or r[5] not in exclude_periods]
+        return cls({p: (s, m, h) for p, s, m, h, _, _ in rows},
+                   {h: (p, st) for p, _, _, h, st, _ in rows if h})
+
+
+def group_by_period(files: list[LandedFile], known: KnownFiles) -> list[tuple[str, list[LandedFile], KnownFiles]]:
+    """Split new files by term or round so that periods can be staged in parallel.
+
+    Content sent twice is still recognised across groups: a later copy's group is told about
+    the first copy (in submission order), exactly as if the files were staged one by one.
+    """
+    groups: dict[str, list[LandedFile]] = {}
+    first: dict[str, LandedFile] = {}
+    for f in files:
+        groups.setdefault(f"{f.dataset} {f.period or 'unplaced'}", []).append(f)
+        if f.sha256 and f.sha256 not in first:
+            first[f.sha256] = f
+    out = []
+    for label, members in groups.items():
+        earlier = {f.sha256: (first[f.sha256].relpath, "received") for f in members
+                   if f.sha256 and first[f.sha256] not in members and f.sha256 not in known.by_sha}
+        out.append((label, members, KnownFiles(known.by_path, {**known.by_sha, **earlier})))
+    return out
 
 
 def new_files(landed: list[LandedFile], known: KnownFiles) -> list[LandedFile]:
@@ -213,10 +237,16 @@ def _file_results(frame: pd.DataFrame, report, batch: list[Submission]) -> pd.Da
 
 # ---------------------------------------------------------------- load
 
-def load_batch(con, submissions: list[Submission], work_dir: Path, run_id: str) -> dict[str, int]:
-    """Record, load, quarantine and supersede in one transaction; verify the accounting first."""
+def load_batch(con, submissions: list[Submission], work_dir: Path, run_id: str,
+               forget_periods: set[str] | None = None) -> dict[str, int]:
+    """Record, load, quarantine and supersede in one transaction; verify the accounting first.
+
+    A backfill passes the periods it took again: what the warehouse held for them is removed
+    in the same transaction, so a reader never sees a period missing or twice."""
     con.execute("BEGIN TRANSACTION")
     try:
+        if forget_periods:
+            forget(con, forget_periods)
         totals = _load(con, submissions, work_dir, run_id)
         con.execute("COMMIT")
         return totals

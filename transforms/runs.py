@@ -91,3 +91,14 @@ def read_submissions(path: Path) -> list[Submission]:
         staged = d.pop("staged")
         out.append(Submission(landed=landed, staged=Path(staged) if staged else None, **d))
     return out
+
+
+def save_scope(work: Path, periods: set[str]) -> None:
+    """The periods a backfill takes again (empty for a regular run), for the load stage."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "scope.json").write_text(json.dumps(sorted(periods)))
+
+
+def read_scope(work: Path) -> set[str]:
+    path = work / "scope.json"
+    return set(json.loads(path.read_text())) if path.exists() else set()

@@ -7,9 +7,11 @@ blocks a run and never sees half a run.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import duckdb
+import yaml
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 # duckdb-cli from PyPI (1.5.x) reads storage up to this version; the snapshot is written with it.
@@ -46,6 +48,29 @@ def record_run(con, run_id: str, started, seen: dict, totals: dict, rebuilt: boo
                  totals["rows_quarantined"], rebuilt])
 
 
+def forget_periods(con, periods: set[str]) -> int:
+    """Remove every trace of the files of these terms/rounds, before a backfill loads them again.
+
+    Generic over tables: any ops/staging table with a `file_id` column is cleaned, so a new
+    per-file table cannot be forgotten here. Call inside the load transaction.
+    """
+    if not periods:
+        return 0
+    con.execute("CREATE OR REPLACE TEMP TABLE forgotten AS SELECT file_id FROM ops.manifest "
+                "WHERE coalesce(term, round) IN (SELECT unnest(?))", [sorted(periods)])
+    tables = con.execute("""SELECT DISTINCT schema_name || '.' || table_name FROM duckdb_columns()
+                            WHERE column_name = 'file_id' AND schema_name IN ('ops', 'staging')
+                              AND table_name IN (SELECT table_name FROM duckdb_tables() t
+                                                 WHERE t.schema_name = duckdb_columns.schema_name)
+                              AND NOT (schema_name = 'ops' AND table_name = 'manifest')""").fetchall()
+    for (table,) in tables:
+        con.execute(f"DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM forgotten)")
+    n = con.execute("SELECT count(*) FROM forgotten").fetchone()[0]
+    con.execute("DELETE FROM ops.manifest WHERE file_id IN (SELECT file_id FROM forgotten)")
+    con.execute("DROP TABLE forgotten")
+    return n
+
+
 def load_reference(con, reference_dir: Path) -> list[str]:
     """(Re)load every CSV in the reference folder as a `ref.<name>` table."""
     names = []
@@ -63,10 +88,10 @@ def load_reference(con, reference_dir: Path) -> list[str]:
     return names
 
 
-def build_marts(con) -> list[str]:
-    """Run the SQL models in `sql/marts/` in name order; each replaces its table whole."""
+def build_marts(con, folder: str = "marts") -> list[str]:
+    """Run the SQL models in `sql/<folder>/` in name order; each replaces its table or view whole."""
     built = []
-    for sql in sorted((SQL_DIR / "marts").glob("*.sql")):
+    for sql in sorted((SQL_DIR / folder).glob("*.sql")):
         con.execute(sql.read_text())
         built.append(sql.stem)
     return built
@@ -101,9 +126,75 @@ def publish(con, snapshot: Path, run_id: str) -> Path:
     return snapshot
 
 
-def query_snapshot(snapshot: Path, sql: str):
-    """Run an analyst's SQL on the published snapshot, read-only. Returns a DuckDB relation result."""
-    if not snapshot.exists():
-        raise FileNotFoundError(f"no published snapshot at {snapshot}: run `lab2fab run` first")
-    con = duckdb.connect(str(snapshot), read_only=True)
-    return con, con.execute(sql)
+def _literal(text: str) -> str:
+    """A SQL string literal (COMMENT ON takes no parameters)."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def apply_dictionary(con, path: Path = SQL_DIR / "dictionary.yaml") -> int:
+    """Attach the documented meaning of tables and columns as DuckDB comments (they travel
+    with the snapshot, so `duckdb_columns()` answers what a column means). Returns columns documented."""
+    spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    present = {(s_, t, c) for s_, t, c in con.execute(
+        "SELECT schema_name, table_name, column_name FROM duckdb_columns()").fetchall()}
+    kinds = dict(con.execute("""SELECT schema_name || '.' || table_name, 'TABLE' FROM duckdb_tables()
+                                UNION ALL SELECT schema_name || '.' || view_name, 'VIEW' FROM duckdb_views()""").fetchall())
+    n = 0
+    for name, entry in spec.items():
+        if name not in kinds:
+            continue
+        schema, table = name.split(".")
+        con.execute(f"COMMENT ON {kinds[name]} {name} IS {_literal(entry.get('description', ''))}")
+        for column, text in (entry.get("columns") or {}).items():
+            if (schema, table, column) in present:
+                con.execute(f'COMMENT ON COLUMN {name}."{column}" IS {_literal(text)}')
+                n += 1
+    return n
+
+
+def dictionary_markdown(con, schemas: tuple[str, ...] = ("analytics", "marts", "ops", "staging", "ref")) -> str:
+    """The data dictionary, generated from the warehouse itself (names, types, comments)."""
+    objects = con.execute("""
+        SELECT schema_name, table_name, 'table' AS kind, comment FROM duckdb_tables()
+        UNION ALL SELECT schema_name, view_name, 'view', comment FROM duckdb_views() WHERE NOT internal
+        ORDER BY 1, 2""").fetchall()
+    columns = con.execute("""SELECT schema_name, table_name, column_name, data_type, comment
+                             FROM duckdb_columns() ORDER BY schema_name, table_name, column_index""").fetchall()
+    lines = ["# lab2fab data dictionary", "",
+             "Generated from the published warehouse by `lab2fab dictionary`; descriptions live in "
+             "`transforms/sql/dictionary.yaml`.", ""]
+    for schema in schemas:
+        for s_, t, kind, comment in objects:
+            if s_ != schema:
+                continue
+            lines += [f"## `{s_}.{t}` ({kind})", "", comment or "_undocumented_", "",
+                      "| column | type | meaning |", "|---|---|---|"]
+            lines += [f"| `{c}` | {typ} | {(cm or '').replace('|', '/')} |" for s2, t2, c, typ, cm in columns
+                      if s2 == s_ and t2 == t]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def export_parquet(con, published_dir: Path, run_id: str, schemas: tuple[str, ...] = ("analytics", "marts")) -> Path:
+    """Marts and curated views as Parquet for tools that do not speak DuckDB.
+
+    Written into a new folder, then the `parquet` link is swapped to it atomically; the previous
+    folder is kept one run longer for readers still in it.
+    """
+    target = published_dir / f"parquet-{run_id}"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in table_names(con, schemas) + [
+            r[0] for r in con.execute(
+                f"SELECT schema_name || '.' || view_name FROM duckdb_views() WHERE schema_name IN "
+                f"({', '.join('?' * len(schemas))}) ORDER BY 1", list(schemas)).fetchall()]:
+        con.execute(f"COPY (SELECT * FROM {name}) TO '{target / (name + '.parquet')}' (FORMAT parquet)")
+    link = published_dir / "parquet"
+    previous = link.resolve() if link.is_symlink() else None
+    tmp_link = published_dir / f".parquet-{run_id}.link"
+    tmp_link.unlink(missing_ok=True)
+    tmp_link.symlink_to(target.name)
+    os.replace(tmp_link, link)
+    for old in published_dir.glob("parquet-*"):
+        if old not in (target, previous):
+            shutil.rmtree(old, ignore_errors=True)
+    return link
