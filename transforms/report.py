@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 
-TRACK_LABEL = {"design": "Design", "fab_pkg_test": "Fabrication, packaging & testing", "total": "All tracks"}
 
 
 def headline(con) -> dict:

@@ -76,7 +76,7 @@ def load_reference(con, reference_dir: Path) -> list[str]:
     names = []
     for csv in sorted(reference_dir.glob("*.csv")):
         name = csv.stem
-        rel = con.execute(f"SELECT * FROM read_csv(?, header = true, all_varchar = true) LIMIT 0", [str(csv)])
+        rel = con.execute("SELECT * FROM read_csv(?, header = true, all_varchar = true) LIMIT 0", [str(csv)])
         cols = [d[0] for d in rel.description]
         select = ", ".join(
             f"TRY_CAST({c} AS {NUMERIC_REFERENCE_COLUMNS[c]}) AS {c}" if c in NUMERIC_REFERENCE_COLUMNS else c
