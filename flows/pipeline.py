@@ -13,11 +13,11 @@ from datetime import datetime, timezone
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
+from flows.runners import task_runner
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from transforms import ingest as ing
-from transforms import landing, model, report, runs, warehouse
+from transforms import faults, landing, model, report, runs, warehouse
 from transforms.pseudonym import PseudonymKeyError, fingerprint, load_key
 from transforms.settings import Paths, get_paths
 
@@ -84,6 +84,7 @@ def ingest_flow(data_dir: str, run_id: str, terms: list[str] | None = None, roun
     for i, future in enumerate(futures):
         subs.extend(future.result())
         update_progress_artifact(progress_id, 100.0 * (i + 1) / len(futures))
+        faults.checkpoint("staging")
     runs.save_submissions(runs.work_dir(paths, run_id) / SUBMISSIONS, subs)
     runs.save_scope(runs.work_dir(paths, run_id), periods if backfill else set())
     return {"files_seen": len(landed), "files_new": len(new)}
@@ -91,24 +92,37 @@ def ingest_flow(data_dir: str, run_id: str, terms: list[str] | None = None, roun
 
 @flow(name="validate")
 def validate_flow(data_dir: str, run_id: str) -> dict:
-    """The data contract (Great Expectations) on every staged submission."""
+    """The data contract (Great Expectations) on the reference data and every staged submission."""
+    from transforms import datadocs, reference_checks
+    from transforms import submission_checks as checks
+    from transforms.expectations import ContractReference
+
     paths = get_paths(data_dir)
     work = runs.work_dir(paths, run_id)
     subs = runs.read_submissions(work / SUBMISSIONS)
+    # Reference data first: an error stops the run here, naming the file, line and rule.
+    datadocs.save_results(reference_checks.require_valid_reference(paths.reference).gx_results,
+                          work / "gx_results", "reference")
+    overrides = checks.read_overrides(checks.overrides_paths(paths.data_dir))
+    ref = ContractReference.from_dir(paths.reference)
     con = warehouse.connect(paths.warehouse)
     try:
-        warehouse.load_reference(con, paths.reference)
-        ref = ing.contract_reference(con)
+        counts = ing.validate_staged(subs, work, ref, con=con)  # con: history of earlier terms, read only
     finally:
         con.close()
-    counts = ing.validate_staged(subs, work, ref)
-    get_run_logger().info("contract checked: %s rule failures", counts)
+    markdown, verdicts = checks.run_summary(work, subs, overrides)
+    if subs:
+        create_markdown_artifact(key="lab2fab-validation", markdown=markdown,
+                                 description=f"Data contract, run {run_id}: {verdicts}")
+    get_run_logger().info("contract checked: %s rule failures; verdicts %s", counts, verdicts)
     return counts
 
 
 @flow(name="load")
 def load_flow(data_dir: str, run_id: str) -> dict:
-    """One transaction: manifest, loaded rows, quarantine, superseded submissions."""
+    """One transaction: manifest, loaded rows, quarantine, superseded submissions, verdicts."""
+    from transforms import submission_checks as checks
+
     paths = get_paths(data_dir)
     work = runs.work_dir(paths, run_id)
     subs = runs.read_submissions(work / SUBMISSIONS)
@@ -118,8 +132,11 @@ def load_flow(data_dir: str, run_id: str) -> dict:
         if warehouse.get_state(con, "key_fingerprint") is None:
             warehouse.set_state(con, "key_fingerprint", key_fp)
         scope = runs.read_scope(work)
-        totals = (ing.load_batch(con, subs, work, run_id, forget_periods=scope) if subs or scope
+        overrides = checks.read_overrides(checks.overrides_paths(paths.data_dir))  # read every run
+        totals = (ing.load_batch(con, subs, work, run_id, forget_periods=scope, overrides=overrides) if subs or scope
                   else {"files": 0, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0})
+        if not (subs or scope):
+            checks.apply_overrides_in_transaction(con, overrides)  # accepting a warning needs no resubmission
         by_status = con.execute("SELECT status, count(*) FROM ops.manifest WHERE run_id = ? GROUP BY 1 ORDER BY 1",
                                 [run_id]).fetchall()
     finally:
@@ -150,18 +167,37 @@ def transform_flow(data_dir: str) -> list[str]:
 
 
 @flow(name="model")
-def model_flow(data_dir: str) -> dict:
-    """The lab-to-fab model, from the warehouse back into `marts.model_*`."""
+def model_flow(data_dir: str, scenarios: list[str] | None = None, draws: int = model.DEFAULT_DRAWS,
+               seed: int = model.DEFAULT_SEED, decisions: bool = True) -> dict:
+    """The lab-to-fab model, from the warehouse back into `marts.model_*` (docs/MODEL.md).
+
+    scenarios: names of files in data/scenarios (or YAML paths); None = every file there. The
+    baseline is always run. Same warehouse, scenario files and seed give identical marts.
+    """
     paths = get_paths(data_dir)
+    logger = get_run_logger()
     con = warehouse.connect(paths.warehouse)
     try:
-        outputs = model.run_model(model.load_inputs(con))
+        outputs = model.run_model(con, scenarios, draws=draws, seed=seed, folder=model.scenario_dir(paths.data_dir),
+                                  decisions=decisions)
         model.write_outputs(con, outputs)
     finally:
         con.close()
-    total = outputs["model_headline"].query("dimension == 'total'").iloc[0]
-    get_run_logger().info("engineers projected by 2030: %.0f (target %.0f)", total.engineers_by_horizon, total.target)
-    return {"engineers_2030": float(total.engineers_by_horizon)}
+    h = outputs["model_headline"].query("scenario == 'baseline'")
+    total = h.query("dimension == 'total'").iloc[0]
+    logger.info("engineers projected by 2030 (baseline): P50 %.0f (P10 %.0f, P90 %.0f) against %.0f; "
+                "P(meet) %.2f; practice-ready P50 %.0f; %d draws, %.1f s",
+                total.p50, total.p10, total.p90, total.target, total.probability_meeting_target,
+                total.practice_ready_p50, draws, outputs["_timings"]["total"])
+    create_table_artifact(
+        key="lab2fab-model-headline",
+        table=outputs["model_headline"][["scenario", "dimension", "category", "target", "p10", "p50", "p90",
+                                         "probability_meeting_target", "practice_ready_p50"]].round(3)
+        .to_dict(orient="records"),
+        description=f"Engineers by the 2030 horizon: P10/P50/P90 per scenario ({draws} draws, seed {seed})")
+    return {"engineers_2030": float(total.engineers_by_horizon), "engineers_2030_p10": float(total.p10),
+            "engineers_2030_p90": float(total.p90), "probability_meeting_target": float(total.probability_meeting_target),
+            "scenarios": sorted(outputs["model_headline"]["scenario"].unique().tolist())}
 
 
 @flow(name="publish")
@@ -211,7 +247,7 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
     logger = get_run_logger()
     with runs.writer_lock(paths, timeout=wait_for_lock_seconds):
         runs.clear_stale_work(paths, keep=run_id)
-        seen = ingest_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max_concurrency))(
+        seen = ingest_flow.with_options(task_runner=task_runner(max_concurrency))(
             data_dir, run_id, terms=terms, rounds=rounds)
         validate_flow(data_dir, run_id)
         totals = load_flow(data_dir, run_id)

@@ -11,12 +11,17 @@ from transforms.expectations import (
     DERIVED_COLUMNS,
     ENROLLMENT_COLUMNS,
     ERROR,
+    LOAD,
     PLACEMENT_COLUMNS,
     RULES,
     WARNING,
     ContractReference,
+    build_enrollment_summary_suite,
     build_enrollment_suite,
+    build_placement_summary_suite,
     build_placement_suite,
+    build_reference_suites,
+    rules_table,
     validate,
 )
 
@@ -25,9 +30,10 @@ REF = ContractReference(
     programme_codes={"7520207", "7480201"},
     host_codes={"SKH", "SAMSUNG"},
 )
-ENR_INT = ["intake_year", "study_year", "birth_year", "term_year", "degree_years"]
+ENR_INT = ["intake_year", "study_year", "birth_year", "term_year", "degree_years", "prev_study_year",
+           "prev_intake_year"]
 ENR_STR = ["file_id", "university_code", "term", "student_key", "gender", "programme_code",
-           "degree_level", "status"]
+           "degree_level", "status", "prev_term", "prev_status"]
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +110,16 @@ ENROLLMENT_CASES = [
     ({"intake_year": 2025, "study_year": 1}, "ENR.intake_year.not_future"),
     ({"study_year": None}, "ENR.study_year.present"),
     ({"study_year": 0}, "ENR.study_year.range"),
-    ({"study_year": 8, "intake_year": 2015}, "ENR.study_year.range"),
+    ({"study_year": 8, "intake_year": 2017}, "ENR.study_year.range"),
     ({"study_year": 3, "intake_year": 2023}, "ENR.study_year.since_intake"),
     ({"study_year": 7, "intake_year": 2017}, "ENR.study_year.long_running"),
+    ({"study_year": 6, "intake_year": 2015}, "ENR.intake_year.max_duration"),
+    ({"programme_code": "7480201", "degree_level": "master"}, "ENR.degree_level.programme_level"),
+    ({"prev_term": "2023-2", "prev_status": "graduated"}, "ENR.status.after_graduation"),
+    ({"prev_term": "2023-2", "prev_status": "dropped_out"}, "ENR.status.readmitted"),
+    ({"prev_term": "2023-2", "prev_status": "transferred", "status": "on_leave"}, "ENR.status.readmitted"),
+    ({"prev_term": "2023-2", "prev_status": "studying", "prev_study_year": 3, "study_year": 2, "intake_year": 2023}, "ENR.study_year.not_decreasing"),
+    ({"prev_term": "2023-2", "prev_status": "studying", "prev_intake_year": 2020}, "ENR.intake_year.unchanged"),
     ({"status": None}, "ENR.status.present"),
     ({"status": "expelled"}, "ENR.status.recognised"),
     ({"gpa": 4.5}, "ENR.gpa.range"),
@@ -205,15 +218,32 @@ def test_warnings_do_not_block_and_errors_quarantine(enr_suite):
 
 
 def test_rule_metadata_travels_with_the_suite(enr_suite, plc_suite):
-    for suite in (enr_suite, plc_suite):
+    suites = [enr_suite, plc_suite, build_enrollment_summary_suite(), build_placement_summary_suite(),
+              *build_reference_suites(["KR-A"], ["KR-A|design"]).values()]
+    for suite in suites:
         ids = [e.meta["rule_id"] for e in suite.expectations]
         assert len(ids) == len(set(ids))
         for e in suite.expectations:
             rule = RULES[e.meta["rule_id"]]
-            assert e.meta["severity"] == rule.severity
+            assert e.meta["severity"] == rule.severity and e.meta["scope"] == rule.scope
             assert e.severity.value == ("critical" if rule.severity == ERROR else "warning")
-    assert {r.rule_id for r in RULES.values()} == {
-        e.meta["rule_id"] for s in (enr_suite, plc_suite) for e in s.expectations}
+            assert rule.rule_id in e.notes and rule.message_vi in e.notes  # what Data Docs shows
+    # Every rule is a GX expectation, except the load's accounting (SQL in the load transaction).
+    in_suites = {e.meta["rule_id"] for s in suites for e in s.expectations}
+    assert in_suites == {r.rule_id for r in RULES.values() if r.scope != LOAD}
+    assert {r.rule_id for r in RULES.values() if r.scope == LOAD} == {"ENR.totals.by_programme", "ENR.totals.by_status"}
+
+
+def test_rule_table_is_well_formed():
+    import re
+
+    for r in RULES.values():
+        assert re.fullmatch(r"(ENR|PLC|REF)\.[a-z_]+\.[a-z_]+", r.rule_id), r.rule_id
+        assert r.severity in (ERROR, WARNING) and r.scope in ("row", "file", "load", "reference")
+        assert r.message_en.endswith(".") and r.message_vi.endswith(".")
+        assert r.message_en != r.message_vi
+    table = rules_table()
+    assert len(table) == len(RULES) and table["rule_id"].is_unique
 
 
 def test_suites_can_be_rebuilt_from_other_reference_lists(enr_suite):

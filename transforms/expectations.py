@@ -1,8 +1,20 @@
-"""The lab2fab data contract (docs/DATA_CONTRACT.md) as Great Expectations 1.x suites.
+"""The lab2fab data contract (docs/DATA_CONTRACT.md, docs/CONTRACT_RULES.md) as Great Expectations 1.x suites.
 
-Each rule has a stable ``rule_id``, a ``severity`` ("error": the row is quarantined;
-"warning": reported only) and a one-line explanation for university officers in English and
-Vietnamese.  All of it is stored in the expectation's ``meta``, so it travels with GX results.
+Each rule has a stable ``rule_id``, a ``severity`` and a one-line explanation for university
+officers in English and Vietnamese.  All of it is stored in the expectation's ``meta``, so it
+travels with GX results (and into Data Docs).
+
+Severity by scope:
+* ``row`` rules (suites ``enrollment``, ``placement``): an ``error`` quarantines the row, a
+  ``warning`` is reported on the row and never blocks.
+* ``file`` rules (suites ``enrollment_submission``, ``placement_submission``, validated over a
+  one-row-per-file summary frame keyed by ``file_id``): an ``error`` rejects the whole submission;
+  a ``warning`` loads it as ``accepted_with_warnings`` until a programme officer accepts the
+  warning in the overrides file (transforms/submission_checks.py).
+* ``load`` rules: accounting checks of the load transaction (totals by programme and status);
+  an ``error`` there rolls the load back.
+* ``reference`` rules (suites ``ref_<file>``): an ``error`` fails the pipeline run before the
+  reference data is used (transforms/reference_checks.py).
 
 Canonical enrollment frame (normalised by ingest before validation):
     row_id int64 unique | file_id str | university_code str | term str "YYYY-S" | line int
@@ -13,7 +25,12 @@ Canonical enrollment frame (normalised by ingest before validation):
   derived (ingest may provide them; validate() computes any that are absent):
     years_since_intake = term_year - intake_year + 1
     study_year_limit   = degree_years + 2
+    max_study_years    = 2 * degree_years
     age_at_term        = term_year - birth_year
+    degree_code_level  = degree_level "|" first digit of programme_code (7 university, 8 master, 9 doctor)
+  history (the student's latest earlier row in the same university and programme; added by
+  transforms/submission_checks.History; all null when the history is unknown):
+    prev_term str | prev_status str | prev_study_year Int64 | prev_intake_year Int64
 Canonical placement frame:
     row_id, file_id, round, line, university_code, student_key, host_code, track,
     outcome (completed/withdrew), semiconductor_job (yes/no/null)
@@ -29,6 +46,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # Before GX is imported: no analytics, and no DEBUG/INFO chatter from its import-time registries.
@@ -40,10 +58,27 @@ import pandas as pd  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 from great_expectations.expectations.row_conditions import Column  # noqa: E402
 
+
+
+def quiet_gx_logging() -> None:
+    """Some GX modules set their own logger to INFO when imported (e.g. "Created temporary directory
+    ... for ephemeral docs site"): raise them to WARNING, so pipeline logs carry lab2fab's messages."""
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith("great_expectations") and isinstance(logger, logging.Logger) and 0 < logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
+quiet_gx_logging()
+
 ERROR, WARNING = "error", "warning"
+ROW, FILE, LOAD, REFERENCE = "row", "file", "load", "reference"
 GENDERS = ("F", "M", "X")
 DEGREE_YEARS = {"bachelor": 4, "engineer": 5, "master": 2, "doctor": 4}
+# MOET major codes: the first digit is the level (7 university, 8 master, 9 doctor).
+DEGREE_CODE_LEVEL = (("bachelor", "7"), ("engineer", "7"), ("master", "8"), ("doctor", "9"))
 STATUSES = ("dropped_out", "graduated", "on_leave", "studying", "transferred")
+ACTIVE_STATUSES = ("on_leave", "studying")
+EXIT_STATUSES = ("dropped_out", "transferred")
 TRACKS = frozenset({"design", "fabrication", "packaging_testing", "equipment"})
 OUTCOMES = ("completed", "withdrew")
 JOB_ANSWERS = ("no", "yes")
@@ -52,7 +87,8 @@ ENROLLMENT_COLUMNS = (
     "row_id", "file_id", "university_code", "term", "line", "student_key", "gender",
     "programme_code", "degree_level", "intake_year", "study_year", "status", "gpa",
     "birth_year", "term_year", "degree_years", "years_since_intake", "study_year_limit",
-    "age_at_term",
+    "max_study_years", "age_at_term", "degree_code_level",
+    "prev_term", "prev_status", "prev_study_year", "prev_intake_year",
 )
 PLACEMENT_COLUMNS = (
     "row_id", "file_id", "round", "line", "university_code", "student_key", "host_code",
@@ -63,22 +99,44 @@ PLACEMENT_COLUMNS = (
 DERIVED_COLUMNS = {
     "years_since_intake": lambda d: d["term_year"] - d["intake_year"] + 1,
     "study_year_limit": lambda d: d["degree_years"] + 2,
+    "max_study_years": lambda d: d["degree_years"] * 2,
     "age_at_term": lambda d: d["term_year"] - d["birth_year"],
+    "degree_code_level": lambda d: d["degree_level"].astype("string") + "|" + d["programme_code"].astype("string").str[:1],
 }
+# History columns: null (history unknown) when the caller did not add them.
+OPTIONAL_COLUMNS = {"prev_term": "string", "prev_status": "string", "prev_study_year": "Int64",
+                    "prev_intake_year": "Int64"}
+
+# File-level tolerances (docs/CONTRACT_RULES.md explains each choice).
+ROWS_DROP_MIN_RATIO = 0.70  # fewer than 70% of the previous accepted term's rows: warning
+ROWS_GROWTH_MAX_RATIO = 2.0  # more than twice: warning
+ROWS_BASE_MIN = 20  # row-count and unaccounted-student comparisons need this many rows before
+SHARES_BASE_MIN = 50  # share comparisons need this many rows before
+STATUS_SHIFT_MAX = 0.15  # share of a status among non-graduates moved by more than 15 points
+PROGRAMME_SHIFT_MAX = 0.20  # share of a programme moved by more than 20 points
+GRADUATE_TOLERANCE = (1.05, 2)  # graduates may exceed last term's final-year students by 5% + 2
+UNACCOUNTED_MAX = 0.10  # more than 10% of last term's active students missing without an exit
+MOSTLY_INVALID_SHARE = 0.5  # more than half the rows break an error rule: the file is rejected
+QUARANTINE_WARN_SHARE = 0.05  # more than 5% of the rows quarantined: warning (files of 20+ rows)
 
 
 @dataclass(frozen=True)
 class Rule:
     rule_id: str
-    severity: str  # ERROR quarantines the row, WARNING is reported only
-    column: str  # the column an officer should look at in the submitted file
+    severity: str  # ERROR blocks (the row, the file, the load or the run), WARNING is reported
+    column: str | None  # the column an officer should look at in the submitted file
     message_en: str
     message_vi: str
+    scope: str = ROW  # row | file | load | reference
+
+    @property
+    def dataset(self) -> str:
+        return {"ENR": "enrollment", "PLC": "placements", "REF": "reference"}[self.rule_id.split(".")[0]]
 
 
 _R = Rule
 RULES: dict[str, Rule] = {r.rule_id: r for r in (
-    # --- enrollment ---
+    # --- enrollment rows ---
     _R("ENR.university_code.registry", ERROR, "university_code", "University code is not in the university registry.", "Mã trường không có trong danh mục các trường."),
     _R("ENR.term.format", ERROR, "term", "Term must look like 2024-1 (start year, then semester 1 or 2).", "Học kỳ phải có dạng 2024-1 (năm bắt đầu, rồi học kỳ 1 hoặc 2)."),
     _R("ENR.student_key.present", ERROR, "student_key", "Student number is missing.", "Thiếu mã số sinh viên."),
@@ -89,18 +147,37 @@ RULES: dict[str, Rule] = {r.rule_id: r for r in (
     _R("ENR.programme_code.catalogue", ERROR, "programme_code", "Programme code is not in the MOET programme catalogue.", "Mã ngành không có trong danh mục ngành của Bộ GD&ĐT."),
     _R("ENR.degree_level.present", ERROR, "degree_level", "Degree level is missing or not recognised.", "Thiếu trình độ đào tạo hoặc không nhận dạng được."),
     _R("ENR.degree_level.recognised", ERROR, "degree_level", "Degree level must be bachelor, engineer, master or doctor.", "Trình độ đào tạo phải là cử nhân, kỹ sư, thạc sĩ hoặc tiến sĩ."),
+    _R("ENR.degree_level.programme_level", ERROR, "degree_level", "Degree level does not match the programme code (codes starting 7 are bachelor/engineer, 8 master, 9 doctor).", "Trình độ đào tạo không khớp với mã ngành (mã bắt đầu bằng 7 là cử nhân/kỹ sư, 8 là thạc sĩ, 9 là tiến sĩ)."),
     _R("ENR.intake_year.present", ERROR, "intake_year", "Intake year is missing or could not be read.", "Thiếu năm nhập học hoặc không đọc được."),
     _R("ENR.intake_year.range", ERROR, "intake_year", "Intake year is earlier than 1990.", "Năm nhập học sớm hơn năm 1990."),
     _R("ENR.intake_year.not_future", ERROR, "intake_year", "Intake year is after the reported term; an intake cannot be in the future.", "Năm nhập học sau học kỳ báo cáo; không thể nhập học trong tương lai."),
+    _R("ENR.intake_year.max_duration", WARNING, "intake_year", "Student started more than twice the normal length of the degree ago (beyond the usual maximum study time).", "Sinh viên nhập học đã quá hai lần thời gian đào tạo chuẩn (vượt thời gian học tối đa thông thường)."),
+    _R("ENR.intake_year.unchanged", WARNING, "intake_year", "Intake year differs from the one reported for this student in an earlier term.", "Năm nhập học khác với năm đã báo cáo cho sinh viên này ở học kỳ trước."),
     _R("ENR.study_year.present", ERROR, "study_year", "Year of study is missing.", "Thiếu thông tin sinh viên năm thứ mấy."),
     _R("ENR.study_year.range", ERROR, "study_year", "Year of study must be between 1 and 7.", "Sinh viên năm thứ phải từ 1 đến 7."),
     _R("ENR.study_year.since_intake", ERROR, "study_year", "Year of study is higher than the number of years since intake.", "Năm học cao hơn số năm kể từ khi nhập học."),
     _R("ENR.study_year.long_running", WARNING, "study_year", "Student is more than two years past the normal length of the degree.", "Sinh viên đã học quá thời gian chuẩn của chương trình hơn hai năm."),
+    _R("ENR.study_year.not_decreasing", WARNING, "study_year", "Year of study is lower than in the student's previous term in this programme.", "Năm học thấp hơn so với học kỳ trước của sinh viên trong cùng ngành."),
     _R("ENR.status.present", ERROR, "status", "Study status is missing or not recognised.", "Thiếu tình trạng học tập hoặc không nhận dạng được."),
     _R("ENR.status.recognised", ERROR, "status", "Status must be studying, graduated, dropped out, on leave or transferred.", "Tình trạng phải là đang học, đã tốt nghiệp, thôi học, bảo lưu hoặc chuyển trường."),
+    _R("ENR.status.after_graduation", ERROR, "status", "Student was already reported as graduated from this programme in an earlier term and cannot appear again.", "Sinh viên đã được báo cáo tốt nghiệp ngành này ở học kỳ trước nên không thể xuất hiện lại."),
+    _R("ENR.status.readmitted", WARNING, "status", "Student was reported as dropped out or transferred in an earlier term and is studying again; confirm the readmission.", "Sinh viên đã được báo cáo thôi học hoặc chuyển trường ở học kỳ trước nay lại đang học; hãy xác nhận việc nhập học lại."),
     _R("ENR.gpa.range", ERROR, "gpa", "GPA is outside the 0–4 scale (0–10 before conversion).", "Điểm trung bình tích lũy nằm ngoài thang 0–4 (thang 0–10 trước khi quy đổi)."),
     _R("ENR.birth_year.plausible", WARNING, "birth_year", "Birth year gives an age under 15 or over 70 in this term.", "Năm sinh cho thấy tuổi dưới 15 hoặc trên 70 trong học kỳ này."),
-    # --- placements ---
+    # --- enrollment submissions (one row per file) ---
+    _R("ENR.file.has_rows", ERROR, None, "The file has no student rows.", "Tệp không có dòng sinh viên nào.", FILE),
+    _R("ENR.file.mostly_invalid", ERROR, None, "More than half of the rows break an error rule, so the file is rejected as a whole; fix it and send it again.", "Hơn một nửa số dòng vi phạm quy tắc lỗi nên cả tệp bị từ chối; hãy sửa và gửi lại.", FILE),
+    _R("ENR.file.quarantine_share", WARNING, None, "More than 5% of the rows were quarantined for errors.", "Hơn 5% số dòng bị cách ly do lỗi.", FILE),
+    _R("ENR.file.rows_drop", WARNING, None, "The number of students fell by more than 30% compared with the university's previous accepted term.", "Số sinh viên giảm hơn 30% so với học kỳ được chấp nhận gần nhất của trường.", FILE),
+    _R("ENR.file.rows_growth", WARNING, None, "The number of students more than doubled compared with the university's previous accepted term.", "Số sinh viên tăng hơn gấp đôi so với học kỳ được chấp nhận gần nhất của trường.", FILE),
+    _R("ENR.file.status_shares", WARNING, None, "The share of a study status (among students who have not graduated) moved by more than 15 percentage points since the previous accepted term.", "Tỷ lệ một tình trạng học tập (trong số sinh viên chưa tốt nghiệp) thay đổi hơn 15 điểm phần trăm so với học kỳ được chấp nhận gần nhất.", FILE),
+    _R("ENR.file.programme_shares", WARNING, None, "The share of a programme moved by more than 20 percentage points since the previous accepted term.", "Tỷ lệ sinh viên của một ngành thay đổi hơn 20 điểm phần trăm so với học kỳ được chấp nhận gần nhất.", FILE),
+    _R("ENR.file.graduates_vs_final_year", WARNING, None, "More graduates are reported than there were final-year students in the previous accepted term.", "Số sinh viên tốt nghiệp nhiều hơn số sinh viên năm cuối của học kỳ được chấp nhận gần nhất.", FILE),
+    _R("ENR.file.unaccounted_students", WARNING, None, "More than 10% of the students who were studying or on leave in the previous accepted term are missing, without a graduation, drop-out or transfer.", "Hơn 10% sinh viên đang học hoặc bảo lưu ở học kỳ được chấp nhận gần nhất không còn trong tệp mà không có thông tin tốt nghiệp, thôi học hay chuyển trường.", FILE),
+    # --- enrollment load accounting ---
+    _R("ENR.totals.by_programme", ERROR, "programme_code", "Students loaded plus quarantined must equal students sent, for every programme.", "Số sinh viên được nạp cộng số bị cách ly phải bằng số đã gửi, theo từng ngành.", LOAD),
+    _R("ENR.totals.by_status", ERROR, "status", "Students loaded plus quarantined must equal students sent, for every status.", "Số sinh viên được nạp cộng số bị cách ly phải bằng số đã gửi, theo từng tình trạng học tập.", LOAD),
+    # --- placement rows ---
     _R("PLC.round.present", ERROR, "round", "Round is missing.", "Thiếu đợt thực tập."),
     _R("PLC.round.format", ERROR, "round", "Round must look like 2025H2 (year, then H1 or H2).", "Đợt thực tập phải có dạng 2025H2 (năm, rồi H1 hoặc H2)."),
     _R("PLC.university_code.present", ERROR, "university_code", "University code is missing.", "Thiếu mã trường."),
@@ -115,7 +192,43 @@ RULES: dict[str, Rule] = {r.rule_id: r for r in (
     _R("PLC.outcome.valid", ERROR, "outcome", "Outcome must be completed or withdrew.", "Kết quả phải là hoàn thành (completed) hoặc rút lui (withdrew)."),
     _R("PLC.semiconductor_job.valid", ERROR, "semiconductor_job", "Semiconductor job must be yes, no or empty.", "Việc làm bán dẫn phải là yes, no hoặc để trống."),
     _R("PLC.semiconductor_job.only_when_completed", WARNING, "semiconductor_job", "A semiconductor job is recorded for a student who withdrew; record it only after completion.", "Có ghi việc làm bán dẫn cho sinh viên đã rút lui; chỉ ghi khi đã hoàn thành thực tập."),
+    # --- placement submissions ---
+    _R("PLC.file.has_rows", ERROR, None, "The placement file has no rows.", "Tệp thực tập không có dòng nào.", FILE),
+    _R("PLC.file.mostly_invalid", ERROR, None, "More than half of the rows break an error rule, so the file is rejected as a whole; fix it and send it again.", "Hơn một nửa số dòng vi phạm quy tắc lỗi nên cả tệp bị từ chối; hãy sửa và gửi lại.", FILE),
+    _R("PLC.file.quarantine_share", WARNING, None, "More than 5% of the rows were quarantined for errors.", "Hơn 5% số dòng bị cách ly do lỗi.", FILE),
+    # --- reference data (data/reference/*.csv), checked before every run uses it ---
+    _R("REF.universities.code_present", ERROR, "university_code", "University code is missing.", "Thiếu mã trường.", REFERENCE),
+    _R("REF.universities.code_format", ERROR, "university_code", "University code must be 2–12 capital letters or digits.", "Mã trường phải gồm 2–12 chữ in hoa hoặc chữ số.", REFERENCE),
+    _R("REF.universities.code_unique", ERROR, "university_code", "University code is used more than once.", "Mã trường bị trùng.", REFERENCE),
+    _R("REF.universities.name_present", ERROR, "name_vi", "University name is missing.", "Thiếu tên trường.", REFERENCE),
+    _R("REF.universities.participates_valid", ERROR, "participates", "participates must be true or false.", "Cột participates phải là true hoặc false.", REFERENCE),
+    _R("REF.programmes.code_present", ERROR, "programme_code", "Programme code is missing.", "Thiếu mã ngành.", REFERENCE),
+    _R("REF.programmes.code_format", ERROR, "programme_code", "Programme code must be a 7-digit MOET major code.", "Mã ngành phải là mã 7 chữ số của Bộ GD&ĐT.", REFERENCE),
+    _R("REF.programmes.code_unique", ERROR, "programme_code", "Programme code is listed more than once.", "Mã ngành bị trùng.", REFERENCE),
+    _R("REF.programmes.level_valid", ERROR, "level", "Level must be undergraduate, master or doctor.", "Bậc đào tạo phải là undergraduate, master hoặc doctor.", REFERENCE),
+    _R("REF.programmes.level_matches_code", ERROR, "level", "Level does not match the first digit of the code (7 undergraduate, 8 master, 9 doctor).", "Bậc đào tạo không khớp với chữ số đầu của mã ngành (7 đại học, 8 thạc sĩ, 9 tiến sĩ).", REFERENCE),
+    _R("REF.programmes.track_valid", ERROR, "track", "Track must be design, fabrication, packaging_testing or equipment.", "Lĩnh vực phải là design, fabrication, packaging_testing hoặc equipment.", REFERENCE),
+    _R("REF.programmes.normal_years_range", ERROR, "normal_years", "Normal length must be a whole number of years from 1 to 7.", "Thời gian đào tạo chuẩn phải là số năm nguyên từ 1 đến 7.", REFERENCE),
+    _R("REF.hosts.code_present", ERROR, "host_code", "Host code is missing.", "Thiếu mã đơn vị tiếp nhận.", REFERENCE),
+    _R("REF.hosts.code_unique", ERROR, "host_code", "Host code is listed more than once.", "Mã đơn vị tiếp nhận bị trùng.", REFERENCE),
+    _R("REF.hosts.type_valid", ERROR, "host_type", "Host type must be company, research_centre, university or domestic_lab.", "Loại đơn vị phải là company, research_centre, university hoặc domestic_lab.", REFERENCE),
+    _R("REF.hosts.tracks_valid", ERROR, "tracks", "Tracks must be one or more valid tracks separated by |.", "Lĩnh vực phải là một hoặc nhiều lĩnh vực hợp lệ, ngăn cách bởi dấu |.", REFERENCE),
+    _R("REF.host_slots.round_format", ERROR, "round", "Round must look like 2026H1.", "Đợt phải có dạng 2026H1.", REFERENCE),
+    _R("REF.host_slots.host_exists", ERROR, "host_code", "Host is not in hosts.csv.", "Đơn vị tiếp nhận không có trong hosts.csv.", REFERENCE),
+    _R("REF.host_slots.track_offered", ERROR, "track", "The host does not offer this track (see its tracks in hosts.csv).", "Đơn vị tiếp nhận không có lĩnh vực này (xem cột tracks trong hosts.csv).", REFERENCE),
+    _R("REF.host_slots.slots_non_negative", ERROR, "slots", "Slots must be a whole number, 0 or more.", "Số chỗ thực tập phải là số nguyên không âm.", REFERENCE),
+    _R("REF.host_slots.unique", ERROR, "host_code", "The same round, host and track is listed more than once.", "Cùng một đợt, đơn vị và lĩnh vực bị liệt kê nhiều lần.", REFERENCE),
+    _R("REF.targets.dimension_valid", ERROR, "dimension", "Dimension must be total, track_group or degree_level.", "Chiều chỉ tiêu phải là total, track_group hoặc degree_level.", REFERENCE),
+    _R("REF.targets.target_non_negative", ERROR, "target", "Target must be a whole number, 0 or more.", "Chỉ tiêu phải là số nguyên không âm.", REFERENCE),
+    _R("REF.targets.unique", ERROR, "category", "The same year, dimension and category is listed more than once.", "Cùng năm, chiều và hạng mục bị liệt kê nhiều lần.", REFERENCE),
+    _R("REF.targets.dimensions_sum_to_total", ERROR, "target", "The categories of each dimension must add up to the year's total target.", "Các hạng mục của mỗi chiều phải cộng lại bằng tổng chỉ tiêu của năm.", REFERENCE),
 )}
+
+
+def rules_table() -> pd.DataFrame:
+    """The rule table as a frame (docs, the kit, the reference check)."""
+    return pd.DataFrame([{"rule_id": r.rule_id, "scope": r.scope, "severity": r.severity, "column": r.column,
+                          "message_en": r.message_en, "message_vi": r.message_vi} for r in RULES.values()])
 
 
 @dataclass(frozen=True)
@@ -132,13 +245,27 @@ class ContractReference:
         for name in ("university_codes", "programme_codes", "host_codes", "tracks"):
             object.__setattr__(self, name, frozenset(getattr(self, name)))
 
+    @classmethod
+    def from_dir(cls, reference_dir: Path) -> "ContractReference":
+        """The same lists straight from the reference CSVs (what `ref.*` is loaded from)."""
+        col = lambda name, c: pd.read_csv(Path(reference_dir) / f"{name}.csv", dtype=str,  # noqa: E731
+                                          keep_default_na=False)[c].str.strip()
+        return cls(university_codes=set(col("universities", "university_code")) - {""},
+                   programme_codes=set(col("programmes", "programme_code")) - {""},
+                   host_codes=set(col("hosts", "host_code")) - {""})
+
 
 def _expect(rule_id: str, cls: type, **kwargs: Any):
     """One expectation carrying its rule; GX's own severity mirrors ours for GX-side tooling."""
     r = RULES[rule_id]
-    meta = {"rule_id": r.rule_id, "severity": r.severity, "column": r.column,
+    meta = {"rule_id": r.rule_id, "severity": r.severity, "scope": r.scope, "column": r.column,
             "message_en": r.message_en, "message_vi": r.message_vi}
-    return cls(**kwargs, meta=meta, severity="critical" if r.severity == ERROR else "warning")
+    context = kwargs.pop("context", None)
+    if context:
+        meta["context_columns"] = list(context)  # shown beside the failing value in `observed`
+    # notes: what Data Docs shows beside the expectation (GX renders `notes`, not `meta`).
+    notes = f"**{r.rule_id}** ({r.severity}, {r.scope}): {r.message_en} / {r.message_vi}"
+    return cls(**kwargs, meta=meta, notes=notes, severity="critical" if r.severity == ERROR else "warning")
 
 
 def _suite(name: str, columns: tuple[str, ...], expectations: list) -> gx.ExpectationSuite:
@@ -151,6 +278,7 @@ def build_enrollment_suite(ref: ContractReference) -> gx.ExpectationSuite:
     present = [(f"ENR.{c}.present", c) for c in
                ("student_key", "gender", "programme_code", "degree_level", "intake_year",
                 "study_year", "status")]
+    catalogue = sorted(ref.programme_codes)
     return _suite("enrollment", ENROLLMENT_COLUMNS, [
         *(_expect(rid, E.ExpectColumnValuesToNotBeNull, column=c) for rid, c in present),
         _expect("ENR.university_code.registry", E.ExpectColumnValuesToBeInSet, column="university_code", value_set=sorted(ref.university_codes)),
@@ -159,17 +287,29 @@ def build_enrollment_suite(ref: ContractReference) -> gx.ExpectationSuite:
         # left to ENR.student_key.present.
         _expect("ENR.student_key.unique", E.ExpectCompoundColumnsToBeUnique, column_list=["file_id", "university_code", "term", "student_key"], ignore_row_if="any_value_is_missing"),
         _expect("ENR.gender.recognised", E.ExpectColumnValuesToBeInSet, column="gender", value_set=list(GENDERS)),
-        _expect("ENR.programme_code.catalogue", E.ExpectColumnValuesToBeInSet, column="programme_code", value_set=sorted(ref.programme_codes)),
+        _expect("ENR.programme_code.catalogue", E.ExpectColumnValuesToBeInSet, column="programme_code", value_set=catalogue),
         _expect("ENR.degree_level.recognised", E.ExpectColumnValuesToBeInSet, column="degree_level", value_set=sorted(DEGREE_YEARS)),
+        # Only known codes and levels are judged: an unknown one is reported by its own rule.
+        # (A column-map rule on a derived "degree|digit" column: GX 1.24's column-pair map
+        # expectations count rows outside the row_condition as unexpected.)
+        _expect("ENR.degree_level.programme_level", E.ExpectColumnValuesToBeInSet, column="degree_code_level", value_set=[f"{d}|{c}" for d, c in DEGREE_CODE_LEVEL], row_condition=Column("programme_code").is_in(catalogue or [""]) & Column("degree_level").is_in(DEGREE_YEARS), context=["programme_code"]),
         _expect("ENR.intake_year.range", E.ExpectColumnValuesToBeBetween, column="intake_year", min_value=ref.min_intake_year),
         # The upper bound depends on the row's term, so it is a pair rule, not a scalar range.
         _expect("ENR.intake_year.not_future", E.ExpectColumnPairValuesAToBeGreaterThanB, column_A="term_year", column_B="intake_year", or_equal=True, ignore_row_if="either_value_is_missing"),
+        # An intake before 1990 is ENR.intake_year.range's.
+        _expect("ENR.intake_year.max_duration", E.ExpectColumnPairValuesAToBeGreaterThanB, column_A="max_study_years", column_B="years_since_intake", or_equal=True, ignore_row_if="either_value_is_missing", row_condition=Column("intake_year") >= ref.min_intake_year, context=["degree_level"]),
+        _expect("ENR.intake_year.unchanged", E.ExpectColumnPairValuesToBeEqual, column_A="intake_year", column_B="prev_intake_year", ignore_row_if="either_value_is_missing", row_condition=(Column("intake_year") >= ref.min_intake_year) & (Column("years_since_intake") >= 1), context=["prev_term"]),
         _expect("ENR.study_year.range", E.ExpectColumnValuesToBeBetween, column="study_year", min_value=1, max_value=7),
         # The row conditions keep one bad value from being reported twice: a future intake is
         # ENR.intake_year.not_future's, a study year above 7 is ENR.study_year.range's.
         _expect("ENR.study_year.since_intake", E.ExpectColumnPairValuesAToBeGreaterThanB, column_A="years_since_intake", column_B="study_year", or_equal=True, ignore_row_if="either_value_is_missing", row_condition=Column("years_since_intake") >= 1),
         _expect("ENR.study_year.long_running", E.ExpectColumnPairValuesAToBeGreaterThanB, column_A="study_year_limit", column_B="study_year", or_equal=True, ignore_row_if="either_value_is_missing", row_condition=Column("study_year") <= 7),
+        _expect("ENR.study_year.not_decreasing", E.ExpectColumnPairValuesAToBeGreaterThanB, column_A="study_year", column_B="prev_study_year", or_equal=True, ignore_row_if="either_value_is_missing", row_condition=Column("study_year") >= 1, context=["prev_term"]),
         _expect("ENR.status.recognised", E.ExpectColumnValuesToBeInSet, column="status", value_set=list(STATUSES)),
+        # Status transitions, judged against the student's latest earlier row in the same
+        # university and programme (prev_*; null when there is none or it is unknown).
+        _expect("ENR.status.after_graduation", E.ExpectColumnValuesToNotBeInSet, column="status", value_set=list(STATUSES), row_condition=Column("prev_status") == "graduated", context=["prev_term", "prev_status"]),
+        _expect("ENR.status.readmitted", E.ExpectColumnValuesToNotBeInSet, column="status", value_set=list(ACTIVE_STATUSES), row_condition=Column("prev_status").is_in(EXIT_STATUSES), context=["prev_term", "prev_status"]),
         _expect("ENR.gpa.range", E.ExpectColumnValuesToBeBetween, column="gpa", min_value=0, max_value=4),
         _expect("ENR.birth_year.plausible", E.ExpectColumnValuesToBeBetween, column="age_at_term", min_value=15, max_value=70),
     ])
@@ -193,6 +333,85 @@ def build_placement_suite(ref: ContractReference) -> gx.ExpectationSuite:
     ])
 
 
+# Submission summaries: one row per file, computed by transforms/submission_checks.py.  Every
+# measure is a float (NaN when it cannot be judged, e.g. no previous accepted term), so GX
+# skips it; the row conditions say how large the base must be for a comparison to mean anything.
+ENROLLMENT_SUMMARY_COLUMNS = (
+    "file_id", "university_code", "term", "rows", "error_share", "prev_term", "prev_rows", "row_ratio",
+    "status_shift", "programme_shift", "graduates", "graduates_allowed", "prev_active", "unaccounted_share",
+)
+PLACEMENT_SUMMARY_COLUMNS = ("file_id", "university_code", "term", "rows", "error_share")
+
+
+def build_enrollment_summary_suite() -> gx.ExpectationSuite:
+    E = gx.expectations
+    return _suite("enrollment_submission", ENROLLMENT_SUMMARY_COLUMNS, [
+        _expect("ENR.file.has_rows", E.ExpectColumnValuesToBeBetween, column="rows", min_value=1),
+        _expect("ENR.file.mostly_invalid", E.ExpectColumnValuesToBeBetween, column="error_share", max_value=MOSTLY_INVALID_SHARE),
+        _expect("ENR.file.quarantine_share", E.ExpectColumnValuesToBeBetween, column="error_share", max_value=QUARANTINE_WARN_SHARE, row_condition=Column("rows") >= ROWS_BASE_MIN),
+        _expect("ENR.file.rows_drop", E.ExpectColumnValuesToBeBetween, column="row_ratio", min_value=ROWS_DROP_MIN_RATIO, row_condition=Column("prev_rows") >= ROWS_BASE_MIN),
+        _expect("ENR.file.rows_growth", E.ExpectColumnValuesToBeBetween, column="row_ratio", max_value=ROWS_GROWTH_MAX_RATIO, row_condition=Column("prev_rows") >= ROWS_BASE_MIN),
+        _expect("ENR.file.status_shares", E.ExpectColumnValuesToBeBetween, column="status_shift", max_value=STATUS_SHIFT_MAX, row_condition=Column("prev_rows") >= SHARES_BASE_MIN),
+        _expect("ENR.file.programme_shares", E.ExpectColumnValuesToBeBetween, column="programme_shift", max_value=PROGRAMME_SHIFT_MAX, row_condition=Column("prev_rows") >= SHARES_BASE_MIN),
+        _expect("ENR.file.graduates_vs_final_year", E.ExpectColumnPairValuesAToBeGreaterThanB, column_A="graduates_allowed", column_B="graduates", or_equal=True, ignore_row_if="either_value_is_missing"),
+        _expect("ENR.file.unaccounted_students", E.ExpectColumnValuesToBeBetween, column="unaccounted_share", max_value=UNACCOUNTED_MAX, row_condition=Column("prev_active") >= ROWS_BASE_MIN),
+    ])
+
+
+def build_placement_summary_suite() -> gx.ExpectationSuite:
+    E = gx.expectations
+    return _suite("placement_submission", PLACEMENT_SUMMARY_COLUMNS, [
+        _expect("PLC.file.has_rows", E.ExpectColumnValuesToBeBetween, column="rows", min_value=1),
+        _expect("PLC.file.mostly_invalid", E.ExpectColumnValuesToBeBetween, column="error_share", max_value=MOSTLY_INVALID_SHARE),
+        _expect("PLC.file.quarantine_share", E.ExpectColumnValuesToBeBetween, column="error_share", max_value=QUARANTINE_WARN_SHARE, row_condition=Column("rows") >= ROWS_BASE_MIN),
+    ])
+
+
+# Reference suites: one per reference CSV, over the file read as text with `line` (the line in
+# the CSV, header = 1) as key.  Columns prefixed `_` are derived by reference_checks.prepare().
+def build_reference_suites(host_codes: list[str], host_tracks: list[str]) -> dict[str, gx.ExpectationSuite]:
+    """``host_codes`` and ``host_tracks`` ("KR-NNFC|fabrication") come from hosts.csv itself."""
+    E = gx.expectations
+    track_re = "|".join(sorted(TRACKS))
+    return {
+        "universities": _suite("ref_universities", ("line", "university_code", "name_vi", "participates"), [
+            _expect("REF.universities.code_present", E.ExpectColumnValuesToNotBeNull, column="university_code"),
+            _expect("REF.universities.code_format", E.ExpectColumnValuesToMatchRegex, column="university_code", regex=r"^[A-Z0-9]{2,12}$"),
+            _expect("REF.universities.code_unique", E.ExpectColumnValuesToBeUnique, column="university_code"),
+            _expect("REF.universities.name_present", E.ExpectColumnValuesToNotBeNull, column="name_vi"),
+            _expect("REF.universities.participates_valid", E.ExpectColumnValuesToBeInSet, column="participates", value_set=["false", "true"]),
+        ]),
+        "programmes": _suite("ref_programmes", ("line", "programme_code", "level", "track", "normal_years", "_code_level"), [
+            _expect("REF.programmes.code_present", E.ExpectColumnValuesToNotBeNull, column="programme_code"),
+            _expect("REF.programmes.code_format", E.ExpectColumnValuesToMatchRegex, column="programme_code", regex=r"^\d{7}$"),
+            _expect("REF.programmes.code_unique", E.ExpectColumnValuesToBeUnique, column="programme_code"),
+            _expect("REF.programmes.level_valid", E.ExpectColumnValuesToBeInSet, column="level", value_set=["doctor", "master", "undergraduate"]),
+            _expect("REF.programmes.level_matches_code", E.ExpectColumnPairValuesToBeInSet, column_A="level", column_B="_code_level", value_pairs_set=[["undergraduate", "7"], ["master", "8"], ["doctor", "9"]], ignore_row_if="either_value_is_missing"),
+            _expect("REF.programmes.track_valid", E.ExpectColumnValuesToBeInSet, column="track", value_set=sorted(TRACKS)),
+            _expect("REF.programmes.normal_years_range", E.ExpectColumnValuesToBeInSet, column="normal_years", value_set=[str(i) for i in range(1, 8)]),
+        ]),
+        "hosts": _suite("ref_hosts", ("line", "host_code", "host_type", "tracks"), [
+            _expect("REF.hosts.code_present", E.ExpectColumnValuesToNotBeNull, column="host_code"),
+            _expect("REF.hosts.code_unique", E.ExpectColumnValuesToBeUnique, column="host_code"),
+            _expect("REF.hosts.type_valid", E.ExpectColumnValuesToBeInSet, column="host_type", value_set=["company", "domestic_lab", "research_centre", "university"]),
+            _expect("REF.hosts.tracks_valid", E.ExpectColumnValuesToMatchRegex, column="tracks", regex=rf"^(?:{track_re})(?:\|(?:{track_re}))*$"),
+        ]),
+        "host_slots": _suite("ref_host_slots", ("line", "round", "host_code", "track", "slots", "_host_track", "_known_host"), [
+            _expect("REF.host_slots.round_format", E.ExpectColumnValuesToMatchRegex, column="round", regex=r"^\d{4}H[12]$"),
+            _expect("REF.host_slots.host_exists", E.ExpectColumnValuesToBeInSet, column="host_code", value_set=sorted(host_codes)),
+            _expect("REF.host_slots.track_offered", E.ExpectColumnValuesToBeInSet, column="_host_track", value_set=sorted(host_tracks), row_condition=Column("_known_host") == "yes", context=["host_code", "track"]),
+            _expect("REF.host_slots.slots_non_negative", E.ExpectColumnValuesToMatchRegex, column="slots", regex=r"^\d+$"),
+            _expect("REF.host_slots.unique", E.ExpectCompoundColumnsToBeUnique, column_list=["round", "host_code", "track"]),
+        ]),
+        "targets": _suite("ref_targets", ("line", "target_year", "dimension", "category", "target", "_dimension_sum", "_year_total"), [
+            _expect("REF.targets.dimension_valid", E.ExpectColumnValuesToBeInSet, column="dimension", value_set=["degree_level", "total", "track_group"]),
+            _expect("REF.targets.target_non_negative", E.ExpectColumnValuesToMatchRegex, column="target", regex=r"^\d+$"),
+            _expect("REF.targets.unique", E.ExpectCompoundColumnsToBeUnique, column_list=["target_year", "dimension", "category"]),
+            _expect("REF.targets.dimensions_sum_to_total", E.ExpectColumnPairValuesToBeEqual, column_A="_dimension_sum", column_B="_year_total", ignore_row_if="either_value_is_missing", context=["target_year", "dimension"]),
+        ]),
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # Running GX: one ephemeral context, one pandas data source, one dataframe asset and one
 # whole-dataframe batch definition for the whole process; each call hands its DataFrame over as
@@ -201,18 +420,24 @@ def build_placement_suite(ref: ContractReference) -> gx.ExpectationSuite:
 # Batch.validate() rather than ValidationDefinition.run(): run() also writes every result into
 # the context's results store, serialising it through marshmallow, which took two thirds of the
 # time when many rows fail (12.7 of 20 s for 120,000 failing values) and would keep every report
-# alive in an ephemeral context.  Batch.validate() runs the same GX Validator without storing.
+# alive in an ephemeral context.  Batch.validate() runs the same GX Validator without storing;
+# transforms/datadocs.py puts the (trimmed) results it needs into a Data Docs context itself.
 # GX contexts are not thread-safe and Prefect runs tasks in threads, hence the lock.
 _LOCK = threading.Lock()
 _BATCH_DEFINITION: list = []
 
 
+def quiet_context(context):
+    """Progress bars off: Validator._determine_progress_bars() reads this; without it every run
+    draws tqdm "Calculating Metrics" bars on stderr."""
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    quiet_gx_logging()
+    return context
+
+
 def _batch_definition():
     if not _BATCH_DEFINITION:
-        context = gx.get_context(mode="ephemeral")
-        # Validator._determine_progress_bars() reads this; without it every run draws tqdm
-        # "Calculating Metrics" bars on stderr.
-        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        context = quiet_context(gx.get_context(mode="ephemeral"))
         asset = context.data_sources.add_pandas("lab2fab").add_dataframe_asset("frame")
         _BATCH_DEFINITION.append(asset.add_batch_definition_whole_dataframe("whole"))
     return _BATCH_DEFINITION[0]
@@ -231,6 +456,7 @@ class ValidationReport:
     rules: pd.DataFrame  # one row per expectation
     success: bool  # True when no *error* rule failed; warnings never block
     key_column: str = "row_id"
+    gx_result: Any = None  # the GX ExpectationSuiteValidationResult, for Data Docs
 
     def error_keys(self) -> set:
         """Keys of the rows to quarantine."""
@@ -246,14 +472,16 @@ def _text(value: Any) -> str:
 
 def _with_required_columns(df: pd.DataFrame, suite: gx.ExpectationSuite, key_column: str) -> pd.DataFrame:
     required = list(dict.fromkeys([key_column, *(suite.meta or {}).get("required_columns", [])]))
-    missing = [c for c in required if c not in df.columns and c not in DERIVED_COLUMNS]
+    missing = [c for c in required if c not in df.columns and c not in DERIVED_COLUMNS and c not in OPTIONAL_COLUMNS]
     if missing:
         raise ValueError(f"frame lacks canonical columns for suite {suite.name!r}: {missing}")
     if not df[key_column].is_unique:
         raise ValueError(f"key column {key_column!r} must be unique to report failing rows")
-    derive = {c: f for c, f in DERIVED_COLUMNS.items() if c in required and c not in df.columns}
+    add = {c: f(df) for c, f in DERIVED_COLUMNS.items() if c in required and c not in df.columns}
+    add |= {c: pd.Series(pd.NA, index=df.index, dtype=t) for c, t in OPTIONAL_COLUMNS.items()
+            if c in required and c not in df.columns}
     # assign() returns a new frame (copy-on-write, so cheap); the caller's frame is untouched.
-    return df.assign(**{c: f(df) for c, f in derive.items()}) if derive else df
+    return df.assign(**add) if add else df
 
 
 FAILURE_COLUMNS = ("rule_id", "severity", "column", "message_en", "message_vi", "observed")
@@ -271,7 +499,7 @@ def validate(df: pd.DataFrame, suite: gx.ExpectationSuite, *, key_column: str = 
         batch = _batch_definition().get_batch(batch_parameters={"dataframe": df})
         result = batch.validate(suite, result_format=result_format(key_column))
 
-    failures, rules = [], []
+    failures, rules, context = [], [], {}
     for r in result.results:
         meta, res = r.expectation_config.meta, r.result
         if r.exception_info.get("raised_exception"):
@@ -282,6 +510,7 @@ def validate(df: pd.DataFrame, suite: gx.ExpectationSuite, *, key_column: str = 
                       "unexpected_count": res.get("unexpected_count", 0),
                       "unexpected_percent": float(res.get("unexpected_percent") or 0.0),
                       "message_en": meta["message_en"], "message_vi": meta["message_vi"]})
+        start = len(failures)
         for hit in res.get("unexpected_index_list") or []:
             # GX gives the key plus the checked column(s).  A bare value when that is the rule's
             # own column, otherwise "column=value" pairs (pair/compound rules, or a derived
@@ -289,10 +518,22 @@ def validate(df: pd.DataFrame, suite: gx.ExpectationSuite, *, key_column: str = 
             values = {c: v for c, v in hit.items() if c != key_column}
             observed = (_text(values[meta["column"]]) if list(values) == [meta["column"]]
                         else "; ".join(f"{c}={_text(v)}" for c, v in values.items()))
-            failures.append((hit[key_column], *(meta[k] for k in FAILURE_COLUMNS[:-1]), observed))
+            failures.append([hit[key_column], *(meta[k] for k in FAILURE_COLUMNS[:-1]), observed])
+        if meta.get("context_columns") and len(failures) > start:
+            context[(start, len(failures))] = meta["context_columns"]
+
+    # Context (e.g. the previous term's status) is looked up once per rule, vectorised.
+    if context:
+        indexed = df.set_index(key_column)
+        for (lo, hi), cols in context.items():
+            keys = [f[0] for f in failures[lo:hi]]
+            extra = indexed.loc[keys, cols]
+            for f, row in zip(failures[lo:hi], extra.itertuples(index=False)):
+                shown = "; ".join(f"{c}={_text(v)}" for c, v in zip(cols, row))
+                f[-1] = f"{f[-1]} ({shown})" if f[-1] else shown
 
     row_failures = (pd.DataFrame(failures, columns=[key_column, *FAILURE_COLUMNS])
                     .astype({key_column: df[key_column].dtype})
                     .sort_values([key_column, "rule_id"], ignore_index=True))
     success = not any(r["severity"] == ERROR and not r["success"] for r in rules)
-    return ValidationReport(row_failures, pd.DataFrame(rules), success, key_column)
+    return ValidationReport(row_failures, pd.DataFrame(rules), success, key_column, result)

@@ -93,15 +93,23 @@ def group_by_period(files: list[LandedFile], known: KnownFiles) -> list[tuple[st
 
 
 def new_files(landed: list[LandedFile], known: KnownFiles) -> list[LandedFile]:
-    """Files not yet in the manifest. Unchanged files are recognised without reading them."""
+    """Files not yet in the manifest. Unchanged files are recognised without reading them.
+
+    A file that cannot even be hashed (it vanished or lost its permissions since the scan) is
+    kept, with that problem, so that it ends in the manifest as rejected instead of stopping the run.
+    """
     out = []
     for f in landed:
         seen = known.by_path.get(f.relpath)
         if seen and seen[0] == f.size and seen[1] == f.mtime:
             continue
         if f.problem is None:
-            f.sha256 = sha256_of(f.path)
-            if seen and seen[2] == f.sha256:
+            try:
+                f.sha256 = sha256_of(f.path)
+            except OSError as e:
+                f.problem = (f"the file could not be read to compute its checksum ({e.__class__.__name__}: "
+                             f"{e.strerror or e}); if it is still being uploaded, the next run reads it")
+            if seen and f.sha256 and seen[2] == f.sha256:
                 continue  # same content at the same path, only touched
         out.append(f)
     return out
@@ -109,19 +117,34 @@ def new_files(landed: list[LandedFile], known: KnownFiles) -> list[LandedFile]:
 
 def stage_submissions(files: list[LandedFile], known: KnownFiles, work_dir: Path, *, key: bytes,
                       reference_dir: Path, progress: Callable[[int, int], None] | None = None) -> list[Submission]:
+    from transforms.normalise import CohortConventions
+    from transforms.readers import SubmissionSettings
+
     aliases = AliasTable.from_csv(reference_dir / "column_aliases.csv")
     values = ValueAliases.from_csv(reference_dir / "value_aliases.csv")
+    settings = SubmissionSettings.from_csv(reference_dir / "submission_settings.csv")
+    cohorts = CohortConventions.from_csv(reference_dir / "cohort_conventions.csv")
     seen_sha = dict(known.by_sha)
     out: list[Submission] = []
     for i, f in enumerate(files):
-        out.append(_stage_one(f, seen_sha, work_dir, key, aliases, values))
+        out.append(_stage_one(f, seen_sha, work_dir, key, aliases, values, settings, cohorts))
         if progress:
             progress(i + 1, len(files))
     return out
 
 
 def _stage_one(f: LandedFile, seen_sha: dict, work_dir: Path, key: bytes, aliases: AliasTable,
-               values: ValueAliases) -> Submission:
+               values: ValueAliases, settings=None, cohorts=None) -> Submission:
+    """Read, normalise, pseudonymise and stage one file; or say why it is rejected or a duplicate.
+
+    Only this step sees names, national ids and birth dates: the staged Parquet holds keyed
+    hashes and the birth year. Any failure to read one file rejects that file, with its reason,
+    and never stops the others.
+    """
+    import logging
+
+    from transforms.normalise import NO_CONVENTIONS
+
     if f.problem:
         return Submission(f, "rejected", f"{f.relpath}: {f.problem}")
     if f.sha256 in seen_sha:
@@ -129,17 +152,24 @@ def _stage_one(f: LandedFile, seen_sha: dict, work_dir: Path, key: bytes, aliase
         return Submission(f, "duplicate", f"same content (sha256 {f.sha256[:12]}…) as {path}, already {status}; skipped")
     seen_sha[f.sha256] = (f.relpath, "received")
     required = ENROLLMENT_REQUIRED if f.dataset == "enrollment" else PLACEMENT_REQUIRED
+    sheet = settings.sheet_for(f.university_code) if settings is not None else None
     try:
-        raw = read_submission(f.path, aliases, required, name=f.relpath)
+        raw = read_submission(f.path, aliases, required, name=f.relpath, sheet=sheet, expected_sha256=f.sha256)
+        if f.dataset == "enrollment":
+            frame = normalise_enrollment(raw.frame, key=key, values=values, file_id=f.file_id,
+                                         university_code=f.university_code, term=f.term,
+                                         conventions=cohorts or NO_CONVENTIONS)
+        else:
+            frame = normalise_placements(raw.frame, key=key, values=values, file_id=f.file_id, round_=f.round)
     except SubmissionRejected as e:
-        return Submission(f, "rejected", e.reason)
-    except (FileNotFoundError, PermissionError, OSError) as e:
-        return Submission(f, "rejected", f"{f.relpath}: could not be read ({e.__class__.__name__}: {e}); send it again")
-    if f.dataset == "enrollment":
-        frame = normalise_enrollment(raw.frame, key=key, values=values, file_id=f.file_id,
-                                     university_code=f.university_code, term=f.term)
-    else:
-        frame = normalise_placements(raw.frame, key=key, values=values, file_id=f.file_id, round_=f.round)
+        return Submission(f, "rejected", e.reason, e.format, e.encoding)
+    except OSError as e:
+        return Submission(f, "rejected", f"{f.relpath}: could not be read ({e.__class__.__name__}: {e.strerror or e}); "
+                                         "send it again")
+    except Exception as e:  # a reader defect must not stop the other universities' files
+        logging.getLogger(__name__).exception("unexpected error reading %s", f.relpath)
+        return Submission(f, "rejected", f"{f.relpath}: could not be read because of an internal error "
+                                         f"({e.__class__.__name__}); the data team has been alerted, no action needed")
     target = work_dir / f.dataset / f"{f.file_id}.parquet"
     target.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(target, index=False)
@@ -159,24 +189,51 @@ def contract_reference(con) -> "contract.ContractReference":
     )
 
 
-def validate_staged(submissions: list[Submission], work_dir: Path, ref: "contract.ContractReference") -> dict[str, int]:
-    """Run the contract over every staged file, in batches; write issues and per-file results."""
+def validate_staged(submissions: list[Submission], work_dir: Path, ref: "contract.ContractReference",
+                    con=None) -> dict[str, int]:
+    """Run the contract over every staged file, in batches; write issues, per-file results and verdicts.
+
+    Per batch two GX calls: the row suite, then the submission suite over a one-row-per-file
+    summary (transforms/submission_checks.py).  With `con` (the warehouse; read-only queries and
+    temp tables only) enrollment rows get their student's previous row and each file its
+    university's previous accepted term, so transition and cross-term rules are judged; without
+    it they are skipped.  Writes issues_/results_/verdicts_<dataset>.parquet and the GX results
+    for Data Docs (gx_results/) into `work_dir`.
+    """
+    from transforms import datadocs
+    from transforms import submission_checks as checks
+
     counts = {}
     for dataset in ("enrollment", "placements"):
         staged = [s for s in submissions if s.status == "staged" and s.landed.dataset == dataset]
-        suite = contract.build_enrollment_suite(ref) if dataset == "enrollment" else contract.build_placement_suite(ref)
-        issues, results = [], []
-        for batch in _batches(staged):
-            frame = pd.concat([pd.read_parquet(s.staged) for s in batch], ignore_index=True)
-            frame.insert(0, "row_id", range(len(frame)))
-            report = contract.validate(frame, suite, key_column="row_id")
-            issues.append(_issues(frame, report.row_failures, dataset))
-            results.append(_file_results(frame, report, batch))
+        suites = checks.Suites.build(dataset, ref)
+        history = None
+        if con is not None and dataset == "enrollment" and staged:
+            history = checks.History(con, staged=[{**checks.file_info(s), "parquet": s.staged} for s in staged],
+                                     universities={s.landed.university_code for s in staged},
+                                     catalogue=ref.programme_codes)
+        issues, results, verdicts = [], [], []
+        try:
+            for i, batch in enumerate(_batches(staged)):
+                frame = pd.concat([pd.read_parquet(s.staged) for s in batch], ignore_index=True)
+                frame.insert(0, "row_id", range(len(frame)))
+                files = checks.files_frame(checks.file_info(s) for s in batch)
+                outcome = checks.check_batch(frame, files, suites, history)
+                issues.append(_issues(outcome.frame, outcome.row_failures, dataset))
+                results.append(_file_results(outcome.frame, outcome, files))
+                verdicts.append(outcome.verdicts)
+                datadocs.save_results(outcome.gx_results, work_dir / "gx_results", f"{dataset}-{i:04d}")
+        finally:
+            if history is not None:
+                history.close()
         issue_frame = pd.concat(issues, ignore_index=True) if issues else _issues(pd.DataFrame(), None, dataset)
         issue_frame.to_parquet(work_dir / f"issues_{dataset}.parquet", index=False)
         (pd.concat(results, ignore_index=True) if results else pd.DataFrame(
-            columns=["file_id", "rule_id", "severity", "rows_checked", "rows_failing"])
-         ).to_parquet(work_dir / f"results_{dataset}.parquet", index=False)
+            {c: pd.Series(dtype="bool" if c == "success" else "int64" if c.startswith("rows") else "string")
+             for c in checks.FILE_RESULT_COLUMNS})).to_parquet(work_dir / f"results_{dataset}.parquet", index=False)
+        (pd.concat(verdicts, ignore_index=True) if verdicts else pd.DataFrame(
+            {c: pd.Series(dtype="string") for c in checks.VERDICT_COLUMNS})).to_parquet(
+            work_dir / f"verdicts_{dataset}.parquet", index=False)
         counts[dataset] = len(issue_frame)
     return counts
 
@@ -219,35 +276,31 @@ def _issues(frame: pd.DataFrame, failures: pd.DataFrame | None, dataset: str) ->
     })
 
 
-def _file_results(frame: pd.DataFrame, report, batch: list[Submission]) -> pd.DataFrame:
-    """Per file and rule: rows checked and rows failing (GX reports per batch; we split by file)."""
-    files = pd.DataFrame({"file_id": [s.file_id for s in batch], "rows_checked": [s.rows_read for s in batch]})
-    rules = report.rules[["rule_id", "severity"]].drop_duplicates()
-    grid = files.merge(rules, how="cross")
-    f = report.row_failures
-    if len(f):
-        failing = (f.assign(file_id=frame.set_index("row_id").loc[f["row_id"].to_numpy(), "file_id"].to_numpy())
-                   .groupby(["file_id", "rule_id"]).size().rename("rows_failing").reset_index())
-        grid = grid.merge(failing, on=["file_id", "rule_id"], how="left")
-    else:
-        grid["rows_failing"] = 0
-    grid["rows_failing"] = grid["rows_failing"].fillna(0).astype("int64")
-    return grid
+def _file_results(frame: pd.DataFrame, outcome, files: pd.DataFrame) -> pd.DataFrame:
+    """Per file and rule: rows checked, rows failing, observed (GX reports per batch; we split by file)."""
+    from transforms import submission_checks as checks
+
+    return pd.concat([checks.row_results(frame, outcome.report, files), outcome.file_results], ignore_index=True)
 
 
 # ---------------------------------------------------------------- load
 
 def load_batch(con, submissions: list[Submission], work_dir: Path, run_id: str,
-               forget_periods: set[str] | None = None) -> dict[str, int]:
+               forget_periods: set[str] | None = None, overrides: pd.DataFrame | None = None) -> dict[str, int]:
     """Record, load, quarantine and supersede in one transaction; verify the accounting first.
 
     A backfill passes the periods it took again: what the warehouse held for them is removed
-    in the same transaction, so a reader never sees a period missing or twice."""
+    in the same transaction, so a reader never sees a period missing or twice.
+    `overrides` (submission_checks.read_overrides) are applied in the same transaction too, so
+    every file's verdict is current when the load commits."""
+    from transforms import submission_checks as checks
+
     con.execute("BEGIN TRANSACTION")
     try:
         if forget_periods:
             forget(con, forget_periods)
         totals = _load(con, submissions, work_dir, run_id)
+        checks.apply_overrides(con, overrides if overrides is not None else checks.read_overrides([]))
         con.execute("COMMIT")
         return totals
     except BaseException:
@@ -288,9 +341,14 @@ def _load(con, submissions, work_dir: Path, run_id: str) -> dict[str, int]:
         con.execute("""
             INSERT INTO ops.validation_results BY NAME
             SELECT ? AS run_id, ? AS dataset, r.file_id, m.university_code, coalesce(m.term, m.round) AS term,
-                   r.rule_id, r.severity, r.rows_failing = 0 AS success, r.rows_checked, r.rows_failing
+                   r.rule_id, r.severity, r.success, r.rows_checked, r.rows_failing, r.observed, r.scope,
+                   false AS accepted_override
             FROM read_parquet(?) r JOIN ops.manifest m USING (file_id)""",
                     [run_id, dataset, str(work_dir / f"results_{dataset}.parquet")])
+        if dataset == "enrollment":
+            from transforms.submission_checks import reconcile_totals
+
+            reconcile_totals(con, run_id, staged, issues)
     # Counts per file of this run, from what was actually written.
     con.execute("""
         UPDATE ops.manifest m SET
@@ -312,6 +370,14 @@ def _load(con, submissions, work_dir: Path, run_id: str) -> dict[str, int]:
     if bad:
         raise AccountingError("rows read != rows loaded + rows quarantined for: " +
                               "; ".join(f"{p} ({r} != {l} + {q})" for p, r, l, q in bad))
+    # A file-level error rejects the submission (its rows were quarantined with the rule as reason).
+    verdicts = [str(p) for p in (work_dir / f"verdicts_{d}.parquet" for d in STAGING_COLUMNS) if p.exists()]
+    if verdicts:
+        con.execute("""
+            UPDATE ops.manifest m SET status = 'rejected', reason = v.reason
+            FROM read_parquet(?::VARCHAR[], union_by_name = true) v
+            WHERE m.file_id = v.file_id AND m.run_id = ? AND m.status = 'staged' AND v.verdict = 'rejected'""",
+                    [verdicts, run_id])
     con.execute("""
         UPDATE ops.manifest SET status = 'rejected',
                reason = 'every one of the ' || rows_read || ' rows was quarantined; see ops.quarantine'

@@ -1,238 +1,762 @@
-"""The lab-to-fab model, first deterministic version (see docs/MODEL.md).
+"""The lab-to-fab model: from enrolled students to practice-ready engineers, with its uncertainty.
 
-graduates per year by track and degree level  ->  six-month internship rounds limited by slots
-->  completers  ->  practice-ready engineers per year  ->  cumulative against the 2030 targets.
+    warehouse --load_panel/calibrate--> posteriors --draw_parameters--> D Monte Carlo draws
+    --project_cohorts--> graduates by cell and term --simulate_rounds (per scenario)--> placements,
+    completions, practice-ready engineers and engineers without practice by round
+    --> marts.model_* (P10/P50/P90, probability of meeting each 2030 target), capacity solution,
+    marginal engineers per slot, backtest.
 
-Everything is read from the warehouse and written back to `marts.model_*`, so a result can
-be reproduced from the warehouse alone.
+docs/MODEL.md states the equations, assumptions, defaults with sources, and limits. Everything is
+read from the warehouse and the scenario files and written back to `marts.model_*`: the same
+warehouse, scenario files and seed give identical marts.
+
+Command line (on a copy of a warehouse; never on the one a pipeline run is writing):
+    python -m transforms.model WAREHOUSE.duckdb [--scenario more_slots ...] [--draws 1000] [--seed N] [--write]
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import argparse
+import sys
+import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from transforms.terms import parse_round, round_from_index, round_index, rounds_between
+from transforms.calibrate import (LEVEL_GROUP, LEVELS, TRACK_GROUP, TRACKS, Assumptions, Calibration, Draws,
+                                  calibrate, draw_parameters, load_panels)
+from transforms.scenarios import Scenario, apply_changes, find_scenarios, scenario_dir
+from transforms.simulate import RoundsSetup, intake_projection, per_entrant, project_cohorts, simulate_rounds
+from transforms.terms import round_from_index, round_index, term_from_index
 
-TRACKS = ["design", "fabrication", "packaging_testing", "equipment"]
-LEVELS = ["bachelor", "engineer", "master", "doctor"]
-DEGREE_YEARS = {"bachelor": 4, "engineer": 5, "master": 2, "doctor": 4}
-TRACK_GROUP = {"design": "design", "fabrication": "fab_pkg_test", "packaging_testing": "fab_pkg_test",
-               "equipment": "fab_pkg_test"}
-LEVEL_GROUP = {"bachelor": "bachelor_engineer", "engineer": "bachelor_engineer", "master": "master", "doctor": "doctor"}
-
-
-@dataclass(frozen=True)
-class Assumptions:
-    """Defaults with their sources; docs/MODEL.md explains each."""
-
-    horizon_year: int = 2030
-    application_rate: float = 0.6        # share of eligible graduates who apply (scenario input)
-    rounds_eligible: int = 4             # a graduate stays eligible for 4 rounds (two years), then ages out
-    prior_completion: tuple[float, float] = (94.4, 5.6)   # nano-infrastructure network: 94.4% completion
-    prior_conversion: tuple[float, float] = (62.0, 18.0)  # NNFC six-month programme: 62 of 80 employed
-    conversion_without_practice: float = 0.25  # graduates entering the industry without practice (assumption)
-    intake_growth_bounds: tuple[float, float] = (-0.10, 0.20)
+DEFAULT_DRAWS = 1000
+DEFAULT_SEED = 20300101
+PROBABILITIES = (0.5, 0.8)
+QUANTILES = (0.1, 0.5, 0.9)
+MARTS = ("model_headline", "model_engineers", "model_progress", "model_rounds", "model_bottleneck",
+         "model_universities", "model_graduates", "model_cohorts", "model_capacity_solution", "model_marginal",
+         "model_backtest", "model_parameters", "model_scenarios")
+# Assumptions that change the calibration or the cohort projection (the rest only change the rounds).
+COHORT_FIELDS = ("lost_as_exit", "exit_scale", "intake_mode", "intake_growth", "intake_trend_years",
+                 "intake_growth_bounds", "completion_prior", "conversion_prior", "horizon_year")
 
 
-def _beta_mean(successes: float, trials: float, prior: tuple[float, float]) -> float:
-    """Posterior mean of a rate with a Beta prior: published figures weigh in as pseudo-counts."""
-    a, b = prior
-    return (a + successes) / (a + b + trials)
+def q3(x: np.ndarray, axis: int = 0) -> np.ndarray:
+    """P10, P50, P90 along `axis` (first axis of the result)."""
+    return np.quantile(x, QUANTILES, axis=axis)
 
 
-def load_inputs(con) -> dict[str, pd.DataFrame]:
-    q = lambda sql: con.execute(sql).df()  # noqa: E731
-    return {
-        "active": q("""
-            SELECT e.term, p.track, e.degree_level, e.study_year, count(*) AS students
-            FROM staging.enrollment e JOIN ref.programmes p USING (programme_code)
-            WHERE e.status IN ('studying', 'on_leave') GROUP BY ALL"""),
-        "graduates": q("SELECT academic_year, track, degree_level, sum(graduates) AS graduates FROM marts.graduates GROUP BY ALL"),
-        "progression": q("""
-            SELECT track, degree_level, to_status, sum(students) AS students FROM marts.progression
-            WHERE to_status <> 'not_reported' OR from_status = 'studying' GROUP BY ALL"""),
-        "placements": q("SELECT round, track, sum(placed) AS placed, sum(completed) AS completed, "
-                        "sum(semiconductor_jobs) AS jobs FROM marts.placements_by_round GROUP BY ALL"),
-        "slots": q("SELECT round, track, sum(slots) AS slots FROM ref.host_slots GROUP BY ALL"),
-        "targets": q("SELECT * FROM ref.targets"),
-    }
+# ----------------------------------------------------------------------------------------------
+# Preparation: calibration, draws, cohorts (shared by scenarios with the same cohort assumptions)
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    cal: Calibration
+    a: Assumptions
+    draws: Draws
+    rounds: list[str]              # consecutive round codes simulated
+    r0: int                        # round index of rounds[0]
+    grads_in: np.ndarray           # [D, R, K, L] graduates entering the pool each round
+    grads_uk: np.ndarray           # [D, R, UK] entrants per university and track (float32)
+    uk_all: pd.DataFrame           # u, track, k, j (column of grads_uk)
+    observed_rounds: dict          # position -> observed arrays
+    first_projected: int           # position of the first projected round
+    cohorts: dict                  # name -> [D, n_terms, K * L]: students, graduates, exits, intake per term
+    n_terms: int                   # terms projected past the last observed one
 
 
-def run_model(inputs: dict[str, pd.DataFrame], a: Assumptions = Assumptions()) -> dict[str, pd.DataFrame]:
-    active = inputs["active"]
-    last_term = active["term"].max()
-    last_year = int(last_term[:4])
-    params = _parameters(inputs, a)
-    grads = _graduates(inputs, active, last_term, last_year, params, a)
-    rounds, engineers = _rounds(grads, inputs, params, a, last_year)
-    headline = _headline(engineers, inputs["targets"], a)
-    param_rows = pd.DataFrame(
-        [(k, float(v), s) for k, (v, s) in params.items() if not isinstance(v, dict)]
-        + [(f"{k}.{t}", float(x), s) for k, (v, s) in params.items() if isinstance(v, dict) for t, x in v.items()]
-        + [(k, float(v) if np.isscalar(v) else np.nan, "assumption") for k, v in asdict(a).items() if np.isscalar(v)],
-        columns=["name", "value", "source"])
-    return {"model_graduates": grads, "model_rounds": rounds, "model_engineers": engineers,
-            "model_headline": headline, "model_parameters": param_rows}
-
-
-def _parameters(inputs, a: Assumptions) -> dict[str, tuple]:
-    prog = inputs["progression"]
-    by_track = prog.pivot_table(index="track", columns="to_status", values="students", aggfunc="sum", fill_value=0)
-    survival = {}
-    for track in TRACKS:
-        row = by_track.loc[track] if track in by_track.index else pd.Series(dtype=float)
-        left = float(row.get("dropped_out", 0) + row.get("transferred", 0))
-        stayed = float(row.get("studying", 0) + row.get("on_leave", 0) + row.get("graduated", 0))
-        per_term = stayed / (stayed + left) if stayed + left else 0.97
-        survival[track] = per_term ** 2  # two terms a year
-    pl = inputs["placements"]
-    placed, completed, jobs = pl["placed"].sum(), pl["completed"].sum(), pl["jobs"].sum()
-    return {
-        "annual_survival": (survival, "estimated: panel of students across consecutive terms"),
-        "completion_rate": (_beta_mean(completed, placed, a.prior_completion),
-                            f"Beta prior (nano-infrastructure network 94.4%) updated with {int(placed)} placements"),
-        "conversion_rate": (_beta_mean(jobs, completed, a.prior_conversion),
-                            f"Beta prior (NNFC 62 of 80) updated with {int(completed)} completions"),
-    }
-
-
-def _graduates(inputs, active, last_term, last_year, params, a: Assumptions) -> pd.DataFrame:
-    """Observed graduates by academic year, then projected ones from students in the pipeline."""
-    rows = [(int(r.academic_year) + 1, r.track, r.degree_level, float(r.graduates), "observed")
-            for r in inputs["graduates"].itertuples() if r.track in TRACKS]
-    now = active[active["term"] == last_term]
-    survival = params["annual_survival"][0]
-    spring = last_term.endswith("-2")  # in a spring term, the year's graduates are already reported
-    for r in now.itertuples():
-        if r.track not in TRACKS:
+def prepare(cal: Calibration, a: Assumptions, draws_n: int, seed: int) -> Prepared:
+    """Draw the parameters and project the cohorts; build the graduates entering each round."""
+    draws = draw_parameters(cal, a, draws_n, seed)
+    panel = cal.panel
+    last_ti = cal.last_ti
+    r_last = round_index(f"{a.horizon_year}H2")
+    n_terms = max(r_last - 2 - last_ti, 0)
+    cohort_intake = intake_projection(cal, draws, n_terms)
+    cohort = project_cohorts(cal, draws, n_terms, summary=True, intake=cohort_intake)
+    obs = cal.observed_rounds
+    obs_rounds = sorted(obs["round"].unique())
+    slot_rounds = sorted(panel.host_slots["round"].unique())
+    first_interest = min([round_index(f"{a.count_from_year}H1")] + [round_index(r) for r in obs_rounds + slot_rounds])
+    first_ti = int(panel.graduates["ti"].min()) if len(panel.graduates) else last_ti
+    r0 = max(first_ti + 2, first_interest - (a.rounds_eligible - 1))
+    r0 = min(r0, r_last)
+    rounds = [round_from_index(i) for i in range(r0, r_last + 1)]
+    R, K, L = len(rounds), len(TRACKS), len(LEVELS)
+    D = draws.n
+    # Graduates entering the pool at round r finished in term r - 2 (DATA_CONTRACT).
+    grads_in = np.zeros((D, R, K, L))
+    go = cal.grads_obs
+    go = go[go["track"].isin(TRACKS) & go["level"].isin(LEVELS)]
+    pos = go["ti"].to_numpy() + 2 - r0
+    ok = (pos >= 0) & (pos < R)
+    obs_in = np.zeros((R, K, L))
+    k_obs, l_obs = go["track"].map(TRACKS.index).to_numpy(), go["level"].map(LEVELS.index).to_numpy()
+    np.add.at(obs_in, (pos[ok], k_obs[ok], l_obs[ok]), go["n"].to_numpy(float)[ok])
+    grads_in += obs_in[None]
+    cells = cal.cells
+    kl = cells["k"].to_numpy() * L + cells["l"].to_numpy()
+    ind = np.zeros((len(cells), K * L), dtype=np.float32)
+    ind[np.arange(len(cells)), kl] = 1
+    g = cohort["graduates"]                                           # [D, C, n_terms]
+    for step in range(n_terms):
+        p = last_ti + 1 + step + 2 - r0
+        if 0 <= p < R:
+            grads_in[:, p] += (g[:, :, step] @ ind).reshape(D, K, L)
+    # Entrants per university and track (all universities with graduates, observed or projected).
+    uk_all = pd.concat([go[["u", "track"]], cells[["u", "track"]]]).drop_duplicates()
+    uk_all = uk_all.sort_values(["u", "track"]).reset_index(drop=True)
+    uk_all["k"] = uk_all["track"].map(TRACKS.index)
+    uk_all["j"] = np.arange(len(uk_all))
+    UK = len(uk_all)
+    grads_uk = np.zeros((D, R, UK), dtype=np.float32)
+    jo = go.merge(uk_all, on=["u", "track"])
+    pos = jo["ti"].to_numpy() + 2 - r0
+    ok = (pos >= 0) & (pos < R)
+    obs_uk = np.zeros((R, UK), dtype=np.float32)
+    np.add.at(obs_uk, (pos[ok], jo["j"].to_numpy()[ok]), jo["n"].to_numpy(np.float32)[ok])
+    grads_uk += obs_uk[None]
+    cj = cells.merge(uk_all[["u", "track", "j"]], on=["u", "track"], how="left")["j"].to_numpy()
+    order = np.argsort(cj, kind="stable")
+    bounds = np.r_[0, np.nonzero(np.diff(cj[order]))[0] + 1]
+    js = cj[order][bounds]
+    for step in range(n_terms):
+        p = last_ti + 1 + step + 2 - r0
+        if 0 <= p < R:
+            grads_uk[:, p, js] += np.add.reduceat(g[:, order, step], bounds, axis=1)
+    observed = {}
+    for r in obs_rounds:
+        p = round_index(r) - r0
+        if not 0 <= p < R:
             continue
-        length = DEGREE_YEARS.get(r.degree_level, 4)
-        # Active in a spring term: the year's graduates are already reported, so even a
-        # final-year student still studying finishes a year later at the earliest.
-        remaining = max(length - int(r.study_year), 1 if spring else 0)
-        grad_year = last_year + 1 + remaining
-        if grad_year <= a.horizon_year:
-            rows.append((grad_year, r.track, r.degree_level, r.students * survival[r.track] ** remaining, "projected"))
-    # Intakes beyond the last observed year: the recent trend of first-year numbers.
-    first_years = active[active["study_year"] == 1].copy()
-    first_years["year"] = first_years["term"].str[:4].astype(int)
-    intake = first_years[first_years["term"].str.endswith("-1")].groupby(["year", "track", "degree_level"])["students"].sum()
-    for (track, level), series in intake.groupby(level=[1, 2]):
-        series = series.droplevel([1, 2]).sort_index()
-        if track not in TRACKS or len(series) == 0:
-            continue
-        growth = (series.iloc[-1] / series.iloc[0]) ** (1 / max(len(series) - 1, 1)) - 1 if series.iloc[0] > 0 else 0.0
-        growth = float(np.clip(growth, *a.intake_growth_bounds))
-        for k in range(1, a.horizon_year - last_year + 1):
-            grad_year = last_year + k + DEGREE_YEARS[level]
-            if grad_year <= a.horizon_year:
-                n = series.iloc[-1] * (1 + growth) ** k * survival[track] ** DEGREE_YEARS[level]
-                rows.append((grad_year, track, level, n, "projected_intake"))
-    out = pd.DataFrame(rows, columns=["graduation_year", "track", "degree_level", "graduates", "basis"])
-    return out.groupby(["graduation_year", "track", "degree_level", "basis"], as_index=False)["graduates"].sum()
+        part = obs[obs["round"] == r]
+        arr = {n: np.zeros(K) for n in ("placed", "completed", "withdrew", "jobs_yes", "jobs_no", "unknown")}
+        for row in part.itertuples():
+            for n in arr:
+                arr[n][row.k] += float(getattr(row, n))
+        observed[p] = arr
+    first_projected = (max(observed) + 1) if observed else 0
+    # Term-by-term summary of the projection by track and degree level, for marts.model_cohorts.
+    gkl = np.stack([g[:, :, step] @ ind for step in range(n_terms)], axis=1) if n_terms else np.zeros((D, 0, K * L))
+    ikl = np.stack([cohort_intake[:, :, step] @ ind for step in range(n_terms)], axis=1) if n_terms else gkl
+    cohorts = {"students": cohort.get("stock_kl"), "graduates": gkl, "exits": cohort.get("exits_kl"), "intake": ikl}
+    return Prepared(cal=cal, a=a, draws=draws, rounds=rounds, r0=r0, grads_in=grads_in, grads_uk=grads_uk,
+                    uk_all=uk_all, observed_rounds=observed, first_projected=min(first_projected, R),
+                    cohorts=cohorts, n_terms=n_terms)
 
 
-def _rounds(grads: pd.DataFrame, inputs, params, a: Assumptions, last_year: int):
-    """Six-month rounds: graduates of June Y join the pool at round YH2 and stay eligible
-    for `rounds_eligible` rounds; each round, slots per track go to applicants in proportion
-    to the pool's degree levels. Observed rounds use the placements actually made."""
-    slots = inputs["slots"].set_index(["round", "track"])["slots"]
-    observed = inputs["placements"].set_index(["round", "track"])
-    first = min([f"{int(grads['graduation_year'].min())}H2"] + list(slots.index.get_level_values(0)))
-    all_rounds = rounds_between(first, f"{a.horizon_year}H2")
-    completion, conversion = params["completion_rate"][0], params["conversion_rate"][0]
-    pool = {}  # (track, level) -> array of eligible graduates by rounds remaining
-    round_rows, eng_rows = [], []
-    for rnd in all_rounds:
-        year, half = parse_round(rnd)
-        for track in TRACKS:
-            for level in LEVELS:
-                cohort = pool.setdefault((track, level), np.zeros(a.rounds_eligible))
-                if half == 2:
-                    new = grads[(grads.graduation_year == year) & (grads.track == track) & (grads.degree_level == level)]
-                    cohort[-1] += new["graduates"].sum()
-            applicants = {lv: pool[(track, lv)].sum() * a.application_rate for lv in LEVELS}
-            demand = sum(applicants.values())
-            offered = float(slots.get((rnd, track), 0.0))
-            if (rnd, track) in observed.index:
-                placed_total = float(observed.loc[(rnd, track), "placed"])
-                basis = "observed"
-            else:
-                placed_total = min(demand, offered)
-                basis = "projected"
-            completed_total = 0.0
-            for lv in LEVELS:
-                share = applicants[lv] / demand if demand else 0.0
-                placed = min(placed_total * share, pool[(track, lv)].sum())
-                _take(pool[(track, lv)], placed)
-                done = placed * completion
-                completed_total += done
-                eng_rows.append((year, track, lv, done * conversion, 0.0))
-            # graduates who age out unplaced after this round
-            for lv in LEVELS:
-                aged = pool[(track, lv)][0]
-                eng_rows.append((year, track, lv, 0.0, aged * a.conversion_without_practice))
-                pool[(track, lv)] = np.append(pool[(track, lv)][1:], 0.0)
-            round_rows.append((rnd, track, basis, demand / a.application_rate if a.application_rate else 0.0,
-                               demand, offered, placed_total, completed_total,
-                               max(demand - offered, 0.0), max(offered - placed_total, 0.0)))
-    # Graduates still waiting for a slot at the horizon enter the industry without practice.
-    for (track, lv), cohort in pool.items():
-        eng_rows.append((a.horizon_year, track, lv, 0.0, cohort.sum() * a.conversion_without_practice))
-    rounds = pd.DataFrame(round_rows, columns=["round", "track", "basis", "eligible", "applicants", "slots",
-                                               "placed", "completed", "unmet_demand", "unused_slots"])
-    eng = pd.DataFrame(eng_rows, columns=["year", "track", "degree_level", "practice_ready", "without_practice"])
-    eng = eng.groupby(["year", "track", "degree_level"], as_index=False).sum()
-    eng["engineers"] = eng["practice_ready"] + eng["without_practice"]
-    eng = eng.sort_values(["track", "degree_level", "year"])
-    eng["cumulative"] = eng.groupby(["track", "degree_level"])["engineers"].cumsum()
-    eng["cumulative_practice_ready"] = eng.groupby(["track", "degree_level"])["practice_ready"].cumsum()
-    return rounds, eng.reset_index(drop=True)
+def rounds_setup(prep: Prepared, scenario: Scenario, a: Assumptions) -> RoundsSetup:
+    panel = prep.cal.panel
+    slots, hosts = apply_changes(scenario, panel.host_slots, panel.hosts, prep.rounds)
+    codes = list(hosts["host_code"])
+    H, K, R = len(codes), len(TRACKS), len(prep.rounds)
+    arr = np.zeros((R, H, K))
+    s = slots[slots["round"].isin(prep.rounds) & slots["host_code"].isin(codes)]
+    np.add.at(arr, (s["round"].map({r: i for i, r in enumerate(prep.rounds)}).to_numpy(),
+                    s["host_code"].map({h: i for i, h in enumerate(codes)}).to_numpy(),
+                    s["track"].map(TRACKS.index).to_numpy()), s["slots"].to_numpy(float))
+    accepts = np.zeros((H, K), dtype=bool)
+    for i, t in enumerate(hosts["tracks"].fillna("")):
+        for tr in str(t).split("|"):
+            if tr in TRACKS:
+                accepts[i, TRACKS.index(tr)] = True
+    factor = np.array([float((a.host_type_conversion or {}).get(ht, 1.0)) for ht in hosts["host_type"]])
+    years = np.array([int(r[:4]) for r in prep.rounds])
+    return RoundsSetup(rounds=prep.rounds, year=years, slots=arr, accepts=accepts, host_factor=factor,
+                       observed=prep.observed_rounds, eligible_rounds=int(a.rounds_eligible),
+                       count_from_year=a.count_from_year, horizon_year=a.horizon_year, host_codes=codes)
 
 
-def _take(cohort: np.ndarray, n: float) -> None:
-    """Place the longest-waiting graduates first."""
-    for i in range(len(cohort)):
-        step = min(cohort[i], n)
-        cohort[i] -= step
-        n -= step
-        if n <= 0:
-            break
+# ----------------------------------------------------------------------------------------------
+# Metrics of a run
+# ----------------------------------------------------------------------------------------------
+
+def engineers_by_year(setup: RoundsSetup, res) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Practice-ready and without-practice engineers per draw, counting year, track and level."""
+    years = list(range(setup.count_from_year, setup.horizon_year + 1))
+    D, R, K, L = res.practice_ready.shape
+    pr = np.zeros((D, len(years), K, L))
+    wp = np.zeros((D, len(years), K, L))
+    for i, y in enumerate(setup.year):
+        if setup.count_from_year <= y <= setup.horizon_year:
+            pr[:, y - setup.count_from_year] += res.practice_ready[:, i]
+            wp[:, y - setup.count_from_year] += res.without_practice[:, i]
+    return pr, wp, years
 
 
-def _headline(eng: pd.DataFrame, targets: pd.DataFrame, a: Assumptions) -> pd.DataFrame:
-    by = eng[eng.year <= a.horizon_year]
-    totals = {("total", "all"): by["engineers"].sum()}
-    for g, part in by.groupby(by["track"].map(TRACK_GROUP)):
-        totals[("track_group", g)] = part["engineers"].sum()
-    for g, part in by.groupby(by["degree_level"].map(LEVEL_GROUP)):
-        totals[("degree_level", g)] = part["engineers"].sum()
-    practice = by["practice_ready"].sum()
-    rows = []
-    for (dim, cat), value in totals.items():
-        t = targets[(targets.dimension == dim) & (targets.category == cat) & (targets.target_year == a.horizon_year)]
-        target = float(t["target"].iloc[0]) if len(t) else np.nan
-        rows.append((dim, cat, value, target, target - value if target == target else np.nan))
-    out = pd.DataFrame(rows, columns=["dimension", "category", "engineers_by_horizon", "target", "gap"])
-    out["practice_ready_share"] = practice / totals[("total", "all")] if totals[("total", "all")] else 0.0
+def group_totals(pr: np.ndarray, wp: np.ndarray) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """(dimension, category) -> (engineers, practice_ready) per draw, summed over the counting window."""
+    e_kl = (pr + wp).sum(axis=1)          # [D, K, L]
+    p_kl = pr.sum(axis=1)
+    out = {("total", "all"): (e_kl.sum(axis=(1, 2)), p_kl.sum(axis=(1, 2)))}
+    for g in ("design", "fab_pkg_test"):
+        ks = [k for k, t in enumerate(TRACKS) if TRACK_GROUP[t] == g]
+        out[("track_group", g)] = (e_kl[:, ks].sum(axis=(1, 2)), p_kl[:, ks].sum(axis=(1, 2)))
+    for g in ("bachelor_engineer", "master", "doctor"):
+        ls = [l for l, v in enumerate(LEVELS) if LEVEL_GROUP[v] == g]
+        out[("degree_level", g)] = (e_kl[:, :, ls].sum(axis=(1, 2)), p_kl[:, :, ls].sum(axis=(1, 2)))
     return out
 
 
-def bottlenecks(rounds: pd.DataFrame) -> pd.DataFrame:
-    """Per track: in what share of projected rounds demand exceeds slots, and so what binds."""
-    proj = rounds[rounds.basis == "projected"]
-    g = proj.groupby("track").agg(rounds=("round", "count"),
-                                  rounds_slot_bound=("unmet_demand", lambda s: int((s > 0).sum())),
-                                  unmet_demand=("unmet_demand", "sum"), unused_slots=("unused_slots", "sum"))
-    g["binding"] = np.where(g["rounds_slot_bound"] * 2 >= g["rounds"], "slots", "graduates")
-    return g.reset_index()
+def _targets(cal: Calibration, a: Assumptions) -> dict[tuple[str, str], float]:
+    t = cal.panel.targets
+    t = t[t["target_year"].astype(int) == a.horizon_year]
+    return {(r.dimension, r.category): float(r.target) for r in t.itertuples()}
 
 
-def write_outputs(con, outputs: dict[str, pd.DataFrame]) -> None:
-    outputs = dict(outputs, model_bottleneck=bottlenecks(outputs["model_rounds"]))
-    for name, frame in outputs.items():
-        con.register("model_out", frame)
-        con.execute(f"CREATE OR REPLACE TABLE marts.{name} AS SELECT * FROM model_out")
-        con.unregister("model_out")
+# ----------------------------------------------------------------------------------------------
+# Decisions: capacity that meets the targets, marginal engineers per slot
+# ----------------------------------------------------------------------------------------------
+
+def decision_start(prep: Prepared, a: Assumptions) -> int:
+    """Position of the first round extra slots can go to: `decision_from_round`, else the round after
+    the first projected one (that one is already under way when its data arrive)."""
+    if a.decision_from_round:
+        return max(round_index(a.decision_from_round) - prep.r0, prep.first_projected)
+    return min(prep.first_projected + 1, len(prep.rounds) - 1)
+
+
+def _metric(setup, prep, draws, extra, group: str, measure: str) -> np.ndarray:
+    res = simulate_rounds(setup, prep.grads_in, draws, extra)
+    pr, wp, _ = engineers_by_year(setup, res)
+    e, p = group_totals(pr, wp)[("track_group", group) if group != "all" else ("total", "all")]
+    return e if measure == "engineers" else p
+
+
+def _thresholds(f, target: float, hi_cap: float, D: int, tol: float = 0.5, max_iter: int = 60):
+    """Per draw, the smallest x >= 0 with f(x)[d] >= target (0 if already met, inf if not even at
+    `hi_cap`), for f non-decreasing in x in every draw. Vectorised regula falsi with the Illinois
+    modification (bisection steps when it stalls) to a bracket narrower than `tol` slots."""
+    lo, hi = np.zeros(D), np.full(D, hi_cap)
+    f_lo, f_hi = f(lo), f(hi)
+    f0, f_cap = f_lo.copy(), f_hi.copy()
+    thr = np.where(f_lo >= target, 0.0, np.where(f_hi >= target, np.nan, np.inf))
+    todo = np.isnan(thr)
+    g_lo, g_hi = f_lo - target, f_hi - target      # residuals (Illinois halves the stale one)
+    last = np.zeros(D, dtype=int)
+    for it in range(max_iter):
+        todo &= (hi - lo) > tol
+        if not todo.any():
+            break
+        denom = np.where(g_hi - g_lo > 0, g_hi - g_lo, 1.0)
+        x = hi - g_hi * (hi - lo) / denom
+        mid = (lo + hi) / 2
+        x = np.where((g_hi - g_lo > 0) & (it % 4 != 3), np.clip(x, lo + 1e-3 * (hi - lo), hi - 1e-3 * (hi - lo)), mid)
+        fx = f(np.where(todo, x, hi))
+        ok = fx >= target
+        upd_hi, upd_lo = todo & ok, todo & ~ok
+        g_lo = np.where(upd_hi & (last == 1), g_lo / 2, g_lo)
+        g_hi = np.where(upd_lo & (last == -1), g_hi / 2, g_hi)
+        hi, g_hi = np.where(upd_hi, x, hi), np.where(upd_hi, fx - target, g_hi)
+        lo, g_lo = np.where(upd_lo, x, lo), np.where(upd_lo, fx - target, g_lo)
+        last = np.where(upd_hi, 1, np.where(upd_lo, -1, last))
+    return np.where(np.isnan(thr), hi, thr), f0, f_cap
+
+
+def solve_capacity(prep: Prepared, setup: RoundsSetup, base_res, targets: dict, a: Assumptions,
+                   scenario: str = "baseline") -> pd.DataFrame:
+    """The fewest extra slots per round, per track, that meet each track-group target with
+    probability 0.5 and 0.8 (vectorised bisection of each draw's threshold; see docs/MODEL.md)."""
+    draws = prep.draws
+    D, R, K = draws.n, len(prep.rounds), len(TRACKS)
+    start = decision_start(prep, a)
+    span = np.zeros(R)
+    span[start:] = 1.0
+    span[~setup.window] = 0.0
+    unmet = np.median(base_res.per_round["unmet_demand"][:, start:], axis=0).sum(axis=0)   # [K]
+    base_slots = setup.slots[start:].sum(axis=(0, 1))
+    rows = []
+    hi_cap = float(prep.grads_in.sum(axis=(2, 3)).max() * max(a.rounds_eligible, 1) * 2 + 10)
+    for group in ("design", "fab_pkg_test"):
+        ks = [k for k, t in enumerate(TRACKS) if TRACK_GROUP[t] == group]
+        w = unmet[ks] if unmet[ks].sum() > 0 else base_slots[ks]
+        share = np.zeros(K)
+        share[ks] = w / w.sum() if w.sum() > 0 else 1 / len(ks)
+        target = targets.get(("track_group", group))
+        if target is None:
+            continue
+
+        def extra_for(x):  # x: [D] extra slots per round for the group
+            return x[:, None, None] * span[None, :, None] * share[None, None, :]
+
+        for measure in ("engineers", "practice_ready"):
+            f = lambda x: _metric(setup, prep, draws, extra_for(x), group, measure)  # noqa: E731
+            thr, f0, f_hi = _thresholds(f, target, hi_cap, D)
+            for p in PROBABILITIES:
+                srt = np.sort(thr)
+                x = srt[int(np.ceil(p * D)) - 1]
+                feasible = np.isfinite(x)
+                per_track = np.ceil(share * x) if feasible else np.full(K, np.nan)
+                achieved = np.nan
+                if feasible:
+                    ex = np.broadcast_to(per_track[None, None, :] * span[None, :, None], (1, R, K))
+                    achieved = float((_metric(setup, prep, draws, ex, group, measure) >= target).mean())
+                else:
+                    achieved = float(np.mean(f_hi >= target))
+                n_rounds = int(span.sum())
+                last = [i for i in range(R) if span[i] > 0][-1] if n_rounds else start
+                change = ""
+                if feasible and per_track[ks].sum() > 0:
+                    slots_txt = ", ".join(f"{TRACKS[k]}: {per_track[k]:.0f}" for k in ks if per_track[k] > 0)
+                    change = (f"add_host: {{host_code: EXTRA-{group.upper()}, host_type: company, "
+                              f"from_round: {prep.rounds[start]}, to_round: {prep.rounds[last]}, "
+                              f"slots: {{{slots_txt}}}}}")
+                for k in ks:
+                    rows.append((scenario, measure, group, TRACKS[k], p, target,
+                                 float(per_track[k]) if feasible else np.nan,
+                                 float(np.ceil(x)) if feasible else np.nan, prep.rounds[start], prep.rounds[last],
+                                 n_rounds, float(per_track[k] * n_rounds) if feasible else np.nan,
+                                 float(share[k]), bool(feasible), achieved, float(np.mean(f0 >= target)),
+                                 float(np.median(f0)), float(np.median(f_hi)), change,
+                                 "" if feasible else "not reachable with slots alone: even with every applicant "
+                                 "placed in every round the target is met in too few draws"))
+    return pd.DataFrame(rows, columns=[
+        "scenario", "measure", "target_group", "track", "probability", "target", "extra_slots_per_round",
+        "extra_slots_per_round_group", "from_round", "to_round", "rounds", "extra_slots_total", "track_share",
+        "feasible", "achieved_probability", "baseline_probability", "baseline_p50", "unlimited_slots_p50",
+        "scenario_change", "note"])
+
+
+def marginal_engineers(prep: Prepared, setup: RoundsSetup, a: Assumptions, scenario: str = "baseline") -> pd.DataFrame:
+    """Engineers (and practice-ready engineers) by the horizon gained per extra slot, per track and round."""
+    draws = prep.draws
+    R, K = len(prep.rounds), len(TRACKS)
+    base = simulate_rounds(setup, prep.grads_in, draws)
+    pr0, wp0, _ = engineers_by_year(setup, base)
+    e0, p0 = (pr0 + wp0).sum(axis=(1, 2, 3)), pr0.sum(axis=(1, 2, 3))
+    rows = []
+    step = 1.0
+    for i in range(prep.first_projected, R):
+        if not setup.window[i]:
+            continue
+        for k in range(K):
+            ex = np.zeros((1, R, K))
+            ex[0, i, k] = step
+            res = simulate_rounds(setup, prep.grads_in, draws, ex)
+            pr, wp, _ = engineers_by_year(setup, res)
+            de = ((pr + wp).sum(axis=(1, 2, 3)) - e0) / step
+            dp = (pr.sum(axis=(1, 2, 3)) - p0) / step
+            qe, qp = q3(de), q3(dp)
+            binding = float(np.mean(base.per_round["unmet_demand"][:, i, k] > 1e-9))
+            rows.append((scenario, TRACKS[k], prep.rounds[i], float(de.mean()), *map(float, qe), float(dp.mean()),
+                         *map(float, qp), binding))
+    return pd.DataFrame(rows, columns=[
+        "scenario", "track", "round", "marginal_engineers_per_slot", "marginal_engineers_p10",
+        "marginal_engineers_p50", "marginal_engineers_p90", "marginal_practice_ready_per_slot",
+        "marginal_practice_ready_p10", "marginal_practice_ready_p50", "marginal_practice_ready_p90",
+        "probability_slots_bind"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Backtest
+# ----------------------------------------------------------------------------------------------
+
+BACKTEST_COLUMNS = ["track", "metric", "term", "fit_to_term", "predicted", "predicted_p10", "predicted_p90",
+                    "observed", "error", "pct_error", "within_p10_p90"]
+
+
+def backtest_cutoff(con) -> tuple[str | None, int]:
+    """The last term the backtest fits on and the terms held out: the last academic year (two terms)
+    when at least six terms are in the panel, the last term when four or five are, none otherwise
+    (the fit needs transitions out of both semesters)."""
+    terms = [r[0] for r in con.execute("SELECT DISTINCT term FROM staging.enrollment ORDER BY 1").fetchall()]
+    holdout = 2 if len(terms) >= 6 else 1 if len(terms) >= 4 else 0
+    return (terms[-holdout - 1], holdout) if holdout else (None, 0)
+
+
+def backtest(panel, a: Assumptions, draws_n: int, seed: int, holdout_terms: int = 2) -> pd.DataFrame:
+    """Fit on `panel` (cut off before the last `holdout_terms` terms), project those terms, and compare
+    graduates, students on the rolls and intakes per track with what the universities reported."""
+    cal = calibrate(panel, a)
+    draws = draw_parameters(cal, a, draws_n, seed)
+    out = project_cohorts(cal, draws, holdout_terms, ledger=True)
+    k_of = cal.cells["k"].to_numpy()
+    observed = panel.by_track_term
+    rows = []
+    for step in range(holdout_terms):
+        ti = cal.last_ti + 1 + step
+        for metric, arr in (("graduates", out["graduates"]), ("students", out["stock"]), ("intake", out["intake"])):
+            per_track = np.stack([arr[:, k_of == k, step].sum(axis=1) for k in range(len(TRACKS))], axis=1)
+            for k, t in enumerate(TRACKS + ["all"]):
+                x = per_track.sum(axis=1) if t == "all" else per_track[:, k]
+                o = observed[(observed["ti"] == ti) & ((observed["track"] == t) | (t == "all"))][metric].sum()
+                lo, med, hi = q3(x)
+                rows.append((t, metric, term_from_index(ti), panel.last_term, float(med), float(lo), float(hi),
+                             float(o), float(med - o), float((med - o) / o) if o else np.nan, bool(lo <= o <= hi)))
+    return pd.DataFrame(rows, columns=BACKTEST_COLUMNS)
+
+
+# ----------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------
+
+def _engineers_frame(scenario: str, pr, wp, years) -> pd.DataFrame:
+    rows = []
+    eng = pr + wp
+    cum = np.cumsum(eng, axis=1)
+    cum_pr = np.cumsum(pr, axis=1)
+    stats = {}
+    for name, arr in (("practice_ready", pr), ("without_practice", wp), ("engineers", eng), ("cumulative", cum),
+                      ("cumulative_practice_ready", cum_pr)):
+        stats[name] = (arr.mean(axis=0), q3(arr))
+    for yi, y in enumerate(years):
+        for k, t in enumerate(TRACKS):
+            for l, lv in enumerate(LEVELS):
+                row = [scenario, y, t, TRACK_GROUP[t], lv, LEVEL_GROUP[lv]]
+                for name in stats:
+                    m, q = stats[name]
+                    row += [float(m[yi, k, l]), float(q[0, yi, k, l]), float(q[1, yi, k, l]), float(q[2, yi, k, l])]
+                rows.append(row)
+    cols = ["scenario", "year", "track", "track_group", "degree_level", "level_group"]
+    for name in stats:
+        cols += [name, f"{name}_p10", f"{name}_p50", f"{name}_p90"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _rounds_frame(scenario: str, prep: Prepared, setup: RoundsSetup, res) -> pd.DataFrame:
+    rec = res.per_round
+    keep = [i for i in range(len(prep.rounds)) if setup.year[i] >= setup.count_from_year or i in setup.observed]
+    med = {n: np.median(v, axis=0) for n, v in rec.items()}
+    q = {n: q3(rec[n]) for n in ("eligible", "applicants", "slots_used", "placed", "unmet_demand", "practice_ready")}
+    rows = []
+    for i in keep:
+        for k, t in enumerate(TRACKS):
+            basis = "observed" if i in setup.observed else "projected"
+            rows.append((scenario, prep.rounds[i], int(setup.year[i]), t, basis,
+                         med["eligible"][i, k], q["eligible"][0, i, k], q["eligible"][2, i, k],
+                         med["applicants"][i, k], q["applicants"][0, i, k], q["applicants"][2, i, k],
+                         med["slots_offered"][i, k], med["slots_available"][i, k],
+                         med["slots_used"][i, k], q["slots_used"][0, i, k], q["slots_used"][2, i, k],
+                         med["placed"][i, k], q["placed"][0, i, k], q["placed"][2, i, k],
+                         med["completed"][i, k], med["withdrew"][i, k],
+                         med["practice_ready"][i, k], q["practice_ready"][0, i, k], q["practice_ready"][2, i, k],
+                         med["unmet_demand"][i, k], q["unmet_demand"][0, i, k], q["unmet_demand"][2, i, k],
+                         med["unused_slots"][i, k], med["spill_in"][i, k], med["spill_out"][i, k],
+                         med["aged_out"][i, k], float(np.mean(rec["unmet_demand"][:, i, k] > 1e-9))))
+    out = pd.DataFrame(rows, columns=[
+        "scenario", "round", "year", "track", "basis", "eligible", "eligible_p10", "eligible_p90",
+        "applicants", "applicants_p10", "applicants_p90", "slots_offered", "slots_available",
+        "slots_used", "slots_used_p10", "slots_used_p90", "placed", "placed_p10", "placed_p90",
+        "completed", "withdrew", "practice_ready", "practice_ready_p10", "practice_ready_p90",
+        "unmet_demand", "unmet_demand_p10", "unmet_demand_p90", "unused_slots", "spill_in", "spill_out",
+        "aged_out", "probability_slots_bind"])
+    out.insert(out.columns.get_loc("slots_available") + 1, "slots", out["slots_available"])  # report compatibility
+    return out
+
+
+def _headline_frame(scenario: str, pr, wp, targets: dict) -> pd.DataFrame:
+    rows = []
+    for (dim, cat), (e, p) in group_totals(pr, wp).items():
+        tgt = targets.get((dim, cat), np.nan)
+        qe, qp = q3(e), q3(p)
+        prob = float(np.mean(e >= tgt)) if tgt == tgt else np.nan
+        prob_p = float(np.mean(p >= tgt)) if tgt == tgt else np.nan
+        rows.append((scenario, dim, cat, tgt, float(e.mean()), *map(float, qe), prob,
+                     float(p.mean()), *map(float, qp), prob_p, float(qe[1]),
+                     float(tgt - qe[1]) if tgt == tgt else np.nan, float(p.mean() / e.mean()) if e.mean() else 0.0))
+    return pd.DataFrame(rows, columns=[
+        "scenario", "dimension", "category", "target", "engineers_mean", "p10", "p50", "p90",
+        "probability_meeting_target", "practice_ready_mean", "practice_ready_p10", "practice_ready_p50",
+        "practice_ready_p90", "probability_practice_ready_meeting_target", "engineers_by_horizon", "gap",
+        "practice_ready_share"])
+
+
+def _bottleneck_frame(scenario: str, prep: Prepared, setup: RoundsSetup, res) -> pd.DataFrame:
+    rec = res.per_round
+    sel = [i for i in range(prep.first_projected, len(prep.rounds)) if setup.window[i]]
+    rows = []
+    for k, t in enumerate(TRACKS):
+        if not sel:
+            continue
+        bound = rec["unmet_demand"][:, sel, k] > 1e-9                 # [D, rounds]
+        slot_bound = bound.mean(axis=1) >= 0.5                         # per draw: slots bind in most rounds
+        unmet = rec["unmet_demand"][:, sel, k].sum(axis=1)
+        unused = rec["unused_slots"][:, sel, k].sum(axis=1)
+        placed = rec["placed"][:, sel, k].sum(axis=1)
+        applicants_new = prep.grads_in[:, sel, k].sum(axis=-1) * prep.draws.application[:, None]
+        qu = q3(unmet)
+        p_slots = float(slot_bound.mean())
+        rows.append((scenario, t, TRACK_GROUP[t], len(sel), float(np.median(bound.sum(axis=1))), p_slots,
+                     "slots" if p_slots >= 0.5 else "graduates", float(qu[1]), float(qu[0]), float(qu[2]),
+                     float(np.median(unused)), float(np.median(rec["slots_offered"][:, sel, k].sum(axis=1))),
+                     float(np.median(placed)), float(np.median(applicants_new.sum(axis=1)))))
+    return pd.DataFrame(rows, columns=[
+        "scenario", "track", "track_group", "rounds", "rounds_slot_bound", "probability_slots_bind", "binding",
+        "unmet_demand", "unmet_demand_p10", "unmet_demand_p90", "unused_slots", "slots_offered", "placed",
+        "new_applicants"])
+
+
+def _universities_frame(scenario: str, prep: Prepared, setup: RoundsSetup, res) -> pd.DataFrame:
+    ent = per_entrant(setup, res, prep.draws)
+    uk = prep.uk_all
+    k_of = uk["k"].to_numpy()
+    D, R = prep.draws.n, len(prep.rounds)
+    win = setup.window
+    eng = np.zeros((D, len(uk)))
+    pr = np.zeros((D, len(uk)))
+    placed = np.zeros((D, len(uk)))
+    grads = np.zeros((D, len(uk)))
+    for i in range(R):
+        g = prep.grads_uk[:, i].astype(np.float64)
+        eng += g * ent["engineers"][:, i, k_of]
+        pr += g * ent["practice_ready"][:, i, k_of]
+        placed += g * ent["placed"][:, i, k_of]
+        if win[i]:
+            grads += g
+    codes = uk["u"].to_numpy()
+    univ = pd.Index(sorted(set(codes)))
+    ui = univ.get_indexer(codes)
+    agg = lambda m: np.stack([np.bincount(ui, weights=m[d], minlength=len(univ)) for d in range(D)])  # noqa: E731
+    E, P, PL, GR = agg(eng), agg(pr), agg(placed), agg(grads)
+    total = E.sum(axis=1, keepdims=True)
+    qe = q3(E)
+    obs = prep.cal.panel.placements_univ.groupby("u")[["placed", "completed"]].sum()
+    region = prep.cal.panel.universities.set_index("university_code")["region"]
+    rows = []
+    for j, u in enumerate(univ):
+        g_mean = GR[:, j].mean()
+        rows.append((scenario, u, region.get(u), float(g_mean), float(PL[:, j].mean()),
+                     float(PL[:, j].mean() / g_mean) if g_mean > 0 else np.nan, float(P[:, j].mean()),
+                     float(E[:, j].mean()), float(qe[0, j]), float(qe[1, j]), float(qe[2, j]),
+                     float(np.mean(E[:, j] / np.where(total[:, 0] > 0, total[:, 0], 1))),
+                     int(obs["placed"].get(u, 0)), int(obs["completed"].get(u, 0))))
+    return pd.DataFrame(rows, columns=[
+        "scenario", "university_code", "region", "graduates", "placed", "placement_rate", "practice_ready",
+        "engineers", "engineers_p10", "engineers_p50", "engineers_p90", "contribution_share",
+        "observed_placed", "observed_completed"])
+
+
+def _graduates_frame(scenario: str, by_year: pd.DataFrame) -> pd.DataFrame:
+    return by_year.assign(scenario=scenario)[[
+        "scenario", "year", "track", "degree_level", "basis", "graduates", "graduates_p10", "graduates_p50",
+        "graduates_p90"]]
+
+
+def _graduates_by_year(prep: Prepared) -> pd.DataFrame:
+    """Graduates by calendar year of graduation (a term's graduates finish in year ti // 2 + 1)."""
+    D, R, K, L = prep.grads_in.shape
+    last_obs_ti = prep.cal.last_ti
+    rows = []
+    years = sorted({(prep.r0 + i - 2) // 2 + 1 for i in range(R)})
+    for y in years:
+        idx = [i for i in range(R) if (prep.r0 + i - 2) // 2 + 1 == y]
+        basis = "observed" if all(prep.r0 + i - 2 <= last_obs_ti for i in idx) else "projected"
+        if y > prep.a.horizon_year:
+            continue
+        arr = prep.grads_in[:, idx].sum(axis=1)
+        m, q = arr.mean(axis=0), q3(arr)
+        for k, t in enumerate(TRACKS):
+            for l, lv in enumerate(LEVELS):
+                rows.append((y, t, lv, basis, float(m[k, l]), float(q[0, k, l]), float(q[1, k, l]), float(q[2, k, l])))
+    return pd.DataFrame(rows, columns=["year", "track", "degree_level", "basis", "graduates", "graduates_p10",
+                                       "graduates_p50", "graduates_p90"])
+
+
+def _cohorts_frame(scenario: str, prep: Prepared) -> pd.DataFrame:
+    """Projected students on the rolls (end of term), new students, graduates and leavers per term."""
+    L = len(LEVELS)
+    rows = []
+    stats = {n: (v.mean(axis=0), q3(v)) for n, v in prep.cohorts.items()}
+    for step in range(prep.n_terms):
+        term = term_from_index(prep.cal.last_ti + 1 + step)
+        for k, t in enumerate(TRACKS):
+            for l, lv in enumerate(LEVELS):
+                j = k * L + l
+                row = [scenario, term, t, lv]
+                for n in ("students", "intake", "graduates", "exits"):
+                    m, q = stats[n]
+                    row += [float(m[step, j]), float(q[0, step, j]), float(q[2, step, j])]
+                rows.append(row)
+    cols = ["scenario", "term", "track", "degree_level"]
+    for n in ("students", "intake", "graduates", "exits"):
+        cols += [n, f"{n}_p10", f"{n}_p90"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _progress_frame(scenario: str, pr, wp, years, targets: dict) -> pd.DataFrame:
+    """Cumulative engineers year by year against each 2030 target."""
+    rows = []
+    for yi, y in enumerate(years):
+        for (dim, cat), (e, p) in group_totals(pr[:, :yi + 1], wp[:, :yi + 1]).items():
+            tgt = targets.get((dim, cat), np.nan)
+            qe, qp = q3(e), q3(p)
+            rows.append((scenario, y, dim, cat, tgt, float(e.mean()), *map(float, qe), float(p.mean()),
+                         *map(float, qp), float(qe[1] / tgt) if tgt == tgt and tgt else np.nan,
+                         float(np.mean(e >= tgt)) if tgt == tgt else np.nan))
+    return pd.DataFrame(rows, columns=[
+        "scenario", "year", "dimension", "category", "target", "cumulative_mean", "cumulative_p10",
+        "cumulative_p50", "cumulative_p90", "cumulative_practice_ready_mean", "cumulative_practice_ready_p10",
+        "cumulative_practice_ready_p50", "cumulative_practice_ready_p90", "share_of_target_p50",
+        "probability_target_reached"])
+
+
+def _scenarios_frame(scenarios: list[Scenario], assumptions: dict) -> pd.DataFrame:
+    rows = []
+    for s in scenarios:
+        a = assumptions[s.name]
+        overrides = "; ".join(f"{k}={v}" for k, v in sorted(s.assumptions.items()))
+        changes = "; ".join(f"{kind}: {body}" for kind, body in s.changes)
+        rows.append((s.name, s.description, s.author, s.date, s.reviewed_by, s.path, changes, overrides,
+                     a.horizon_year, a.count_from_year))
+    return pd.DataFrame(rows, columns=["scenario", "description", "author", "date", "reviewed_by", "file", "changes",
+                                       "assumption_overrides", "horizon_year", "count_from_year"])
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole model
+# ----------------------------------------------------------------------------------------------
+
+def _cohort_key(a: Assumptions) -> tuple:
+    return tuple(repr(getattr(a, f)) for f in COHORT_FIELDS)
+
+
+def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: int = DEFAULT_DRAWS,
+              seed: int = DEFAULT_SEED, folder=None, decisions: bool = True, backtest_draws: int | None = 200,
+              base: Assumptions = Assumptions()) -> dict[str, pd.DataFrame]:
+    """Run every scenario from the warehouse `con`; return the marts as data frames (and timings)."""
+    timings = {}
+    t0 = time.perf_counter()
+    if scenarios and all(isinstance(s, Scenario) for s in scenarios):
+        scs = sorted(scenarios, key=lambda s: s.name != "baseline")
+    else:
+        scs = find_scenarios(scenarios, folder)
+    cutoff, holdout = backtest_cutoff(con) if backtest_draws else (None, 0)
+    panels = load_panels(con, [None] + ([cutoff] if cutoff else []))
+    panel = panels[0]
+    timings["load"] = time.perf_counter() - t0
+    per_a = {s.name: s.assumptions_over(base) for s in scs}
+    cals, preps = {}, {}
+    outs = {name: [] for name in MARTS}
+    for s in scs:
+        a = per_a[s.name]
+        t1 = time.perf_counter()
+        cal_key = (a.lost_as_exit, a.intake_trend_years, a.completion_prior, a.conversion_prior)
+        if cal_key not in cals:
+            cals[cal_key] = calibrate(panel, a)
+        cal = cals[cal_key]
+        key = (cal_key, _cohort_key(a), a.application_rate, a.without_practice_ratio, repr(a.fixed),
+               a.rounds_eligible, a.count_from_year)
+        if key not in preps:
+            preps[key] = prepare(cal, a, draws, seed)
+        prep = preps[key]
+        timings[f"prepare:{s.name}"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        setup = rounds_setup(prep, s, a)
+        res = simulate_rounds(setup, prep.grads_in, prep.draws)
+        pr, wp, years = engineers_by_year(setup, res)
+        targets = _targets(cal, a)
+        outs["model_engineers"].append(_engineers_frame(s.name, pr, wp, years))
+        outs["model_graduates"].append(_graduates_frame(s.name, _graduates_by_year(prep)))
+        outs["model_cohorts"].append(_cohorts_frame(s.name, prep))
+        outs["model_progress"].append(_progress_frame(s.name, pr, wp, years, targets))
+        outs["model_rounds"].append(_rounds_frame(s.name, prep, setup, res))
+        outs["model_headline"].append(_headline_frame(s.name, pr, wp, targets))
+        outs["model_bottleneck"].append(_bottleneck_frame(s.name, prep, setup, res))
+        outs["model_universities"].append(_universities_frame(s.name, prep, setup, res))
+        timings[f"rounds:{s.name}"] = time.perf_counter() - t1
+        if decisions and s.name == "baseline":
+            t1 = time.perf_counter()
+            outs["model_capacity_solution"].append(solve_capacity(prep, setup, res, targets, a, s.name))
+            outs["model_marginal"].append(marginal_engineers(prep, setup, a, s.name))
+            timings["decisions"] = time.perf_counter() - t1
+    base_a = per_a[scs[0].name]
+    base_cal = next(iter(cals.values()))
+    params = pd.DataFrame(base_cal.summary, columns=["name", "value", "lower", "upper", "source"])
+    params.insert(0, "scenario", scs[0].name)
+    params = pd.concat([params, pd.DataFrame([
+        ("baseline", "draws", float(draws), None, None, "Monte Carlo draws (flow parameter)"),
+        ("baseline", "seed", float(seed), None, None, "random seed (flow parameter): same warehouse, scenarios "
+                                                      "and seed give identical marts")],
+        columns=params.columns)], ignore_index=True)
+    outs["model_parameters"] = [params]
+    if cutoff:
+        t1 = time.perf_counter()
+        outs["model_backtest"].append(backtest(panels[1], base_a, min(backtest_draws, draws), seed, holdout))
+        timings["backtest"] = time.perf_counter() - t1
+    outs["model_scenarios"] = [_scenarios_frame(scs, per_a)]
+    result = {}
+    for name, frames in outs.items():
+        frames = [f for f in frames if f is not None and len(f.columns)]
+        result[name] = pd.concat(frames, ignore_index=True) if frames else _empty(name)
+    timings["total"] = time.perf_counter() - t0
+    result["_timings"] = timings
+    return result
+
+
+def _empty(name: str) -> pd.DataFrame:
+    if name == "model_capacity_solution":
+        return pd.DataFrame(columns=["scenario", "measure", "target_group", "track", "probability", "target",
+                                     "extra_slots_per_round"])
+    if name == "model_marginal":
+        return pd.DataFrame(columns=["scenario", "track", "round", "marginal_engineers_per_slot"])
+    if name == "model_backtest":
+        return pd.DataFrame(columns=BACKTEST_COLUMNS)
+    return pd.DataFrame()
+
+
+def write_outputs(con, outputs: dict[str, pd.DataFrame]) -> list[str]:
+    """Replace every `marts.model_*` table in one transaction. Returns the tables written."""
+    written = []
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name, frame in outputs.items():
+            if name.startswith("_"):
+                continue
+            frame = frame.copy()
+            for col in frame.columns:
+                if frame[col].dtype == object:
+                    frame[col] = frame[col].astype("string") if frame[col].map(
+                        lambda v: v is None or isinstance(v, str)).all() else frame[col]
+            con.register("model_out", frame)
+            con.execute(f"CREATE OR REPLACE TABLE marts.{name} AS SELECT * FROM model_out")
+            con.unregister("model_out")
+            written.append(f"marts.{name}")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return written
+
+
+def headline_text(outputs: dict[str, pd.DataFrame], scenario: str = "baseline") -> str:
+    h = outputs["model_headline"]
+    h = h[h["scenario"] == scenario]
+    lines = []
+    for r in h.itertuples():
+        lines.append(f"{r.dimension}:{r.category}: engineers P50 {r.p50:,.0f} (P10 {r.p10:,.0f} - P90 {r.p90:,.0f}) "
+                     f"vs target {r.target:,.0f}, P(meet) {r.probability_meeting_target:.2f}; practice-ready P50 "
+                     f"{r.practice_ready_p50:,.0f} (P10 {r.practice_ready_p10:,.0f} - P90 {r.practice_ready_p90:,.0f})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import duckdb
+
+    p = argparse.ArgumentParser(prog="python -m transforms.model", description=__doc__.split("\n")[0])
+    p.add_argument("warehouse", help="a lab2fab DuckDB warehouse (use a copy if a pipeline may be writing)")
+    p.add_argument("--scenario", action="append", default=None,
+                   help="scenario name in data/scenarios or a YAML path; repeat; default all")
+    p.add_argument("--scenario-dir", default=None)
+    p.add_argument("--draws", type=int, default=DEFAULT_DRAWS)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--no-decisions", action="store_true")
+    p.add_argument("--write", action="store_true", help="write marts.model_* into the warehouse")
+    args = p.parse_args(argv)
+    con = duckdb.connect(args.warehouse, read_only=not args.write)
+    try:
+        out = run_model(con, args.scenario, args.draws, args.seed, folder=args.scenario_dir or scenario_dir(None),
+                        decisions=not args.no_decisions)
+        if args.write:
+            write_outputs(con, out)
+    finally:
+        con.close()
+    for s in out["model_headline"]["scenario"].unique():
+        print(f"== {s}")
+        print(headline_text(out, s))
+    print("timings (s):", {k: round(v, 2) for k, v in out["_timings"].items()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,19 +1,37 @@
-"""Turn a file's text rows into the canonical, pseudonymised shape (vectorised, per file).
+"""Turn a file's text rows into the canonical, pseudonymised shape (per file).
 
 Values that cannot be understood become null here and keep their original text in a
 `raw_*` column; the data contract (transforms/expectations.py) then quarantines the row
 with a reason that names the field. Names, national ids and birth dates do not survive
 this step: only keyed hashes and the birth year do.
+
+Each distinct value of a column is interpreted once (files repeat the same few genders,
+statuses, programmes and years), in plain Python over the column's values: offices' files are
+small, and per-operation overhead, not per-value work, is what costs time here.
+
+Value rules (docs/DATA_CONTRACT.md):
+* gender, degree level, status, outcome: `data/reference/value_aliases.csv`, Vietnamese or
+  English, any case, with or without diacritics;
+* intake year: a 4-digit year (also `2021.0`, or a span such as `2021-2025`), or a cohort label
+  (`K66`, `Khóa 66`, `D21`, `QH-2021`) for a university whose convention is listed in
+  `data/reference/cohort_conventions.csv`; anything else stays null (rule ENR.intake_year.present);
+* GPA: decimal point or comma; a file whose GPAs are mostly above 4 uses the 10-point scale and
+  is converted to 4 (x 0.4); `8.2/10` or `3.1/4` says its own scale;
+* student number: trimmed, upper case, inner spaces removed, Excel's `.0` dropped;
+* national id: digits only; 10 or 11 digits written as a number (Excel drops leading zeros of a
+  12-digit CCCD) are padded back to 12.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
 from transforms.pseudonym import pseudonymise
-from transforms.readers import header_key
+from transforms.readers import AliasLookup, header_key
 from transforms.terms import parse_term
 
 DEGREE_YEARS = {"bachelor": 4, "engineer": 5, "master": 2, "doctor": 4}
@@ -23,103 +41,244 @@ PLACEMENT_REQUIRED = {"round", "university_code", "student_id", "host_code", "tr
 # Original values kept for quarantine: never personal data.
 ENROLLMENT_RAW = ["gender", "programme_code", "degree_level", "intake_year", "study_year", "status", "gpa"]
 PLACEMENT_RAW = ["round", "university_code", "host_code", "track", "outcome", "semiconductor_job"]
+GPA_10_SHARE = 0.2  # a file with more than this share of GPAs above 4 is on the 10-point scale
+
+_MISSING = object()
 
 
 @dataclass(frozen=True)
 class ValueAliases:
-    """Value aliases (from `data/reference/value_aliases.csv`): field -> normalised alias -> code."""
+    """Value aliases (from `data/reference/value_aliases.csv`): field -> alias lookup -> code."""
 
-    by_field: dict[str, dict[str, str]]
+    by_field: dict[str, AliasLookup]
 
     @classmethod
     def from_csv(cls, path: Path) -> "ValueAliases":
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
-        out: dict[str, dict[str, str]] = {}
+        pairs: dict[str, list[tuple[str, str]]] = {}
         for f, a, c in zip(table["field"], table["alias"], table["canonical"]):
-            out.setdefault(f, {})[header_key(a)] = c
-        return cls(out)
+            pairs.setdefault(f, []).append((a, c))
+        return cls({f: AliasLookup(p) for f, p in pairs.items()})
+
+    def code(self, field: str, value: str | None) -> str | None:
+        return self.by_field[field].lookup(value) if value else None
 
     def map(self, field: str, values: pd.Series) -> pd.Series:
-        lookup = self.by_field[field]
-        uniques = values.dropna().unique()
-        codes = {v: lookup.get(header_key(v)) for v in uniques}
-        return values.map(codes).astype("string")
+        lookup = self.by_field[field].lookup
+        return pd.Series(_per_value(_values(values), lookup), index=values.index, dtype="string")
 
 
-def _text(frame: pd.DataFrame, col: str) -> pd.Series:
-    if col not in frame:
-        return pd.Series(pd.NA, index=frame.index, dtype="string")
-    s = frame[col].astype("string").str.strip()
-    return s.mask(s == "")
+@dataclass(frozen=True)
+class CohortConventions:
+    """How a university writes intake cohorts (`data/reference/cohort_conventions.csv`).
+
+    A label is an optional `Khóa`, the university's prefix (`K`, `D`, `QH`), and a number:
+    intake year = number + offset (`K66` at HUST: 66 + 1955 = 2021). A 4-digit number after
+    the prefix is the year itself (`QH-2021`, `K2021`).
+    """
+
+    by_university: dict[str, tuple[tuple[re.Pattern, int], ...]]
+
+    @classmethod
+    def from_csv(cls, path: Path) -> "CohortConventions":
+        if not path.exists():
+            return cls({})
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        out: dict[str, list] = {}
+        for code, prefix, offset in zip(table["university_code"], table["label_prefix"], table["year_offset"]):
+            prefixes = "|".join(re.escape(header_key(p)) for p in prefix.split("|") if header_key(p))
+            pattern = re.compile(rf"(khoa\s?)?({prefixes})?\s?(\d{{1,4}})")
+            out.setdefault(code.strip(), []).append((pattern, int(offset)))
+        return cls({k: tuple(v) for k, v in out.items()})
+
+    def year(self, university_code: str, label: str) -> int | None:
+        key = header_key(label)
+        for pattern, offset in self.by_university.get(university_code, ()):
+            m = pattern.fullmatch(key)
+            if m and (m.group(1) or m.group(2)):
+                n = m.group(3)
+                return int(n) if len(n) == 4 else int(n) + offset
+        return None
 
 
-def _integer(s: pd.Series, pattern: str = r"^\D{0,12}?(\d{1,4})(?:\.0+)?\s*$") -> pd.Series:
-    return pd.to_numeric(s.str.extract(pattern, expand=False), errors="coerce").astype("Int64")
+NO_CONVENTIONS = CohortConventions({})
+
+# ---------------------------------------------------------------- value parsers (one value -> one result)
+
+_YEAR = re.compile(r"(\d{4})(?:\.0+)?")
+_YEAR_SPAN = re.compile(r"(\d{4})\s*[-–—/]\s*(?:\d{4}|\d{2})")  # 2021-2025 (niên khóa), 2021-22
+_STUDY_YEAR = re.compile(r"\D{0,12}?(\d{1,4})(?:\.0+)?\s*")
+_BIRTH = re.compile(r"(?:(\d{4})-\d{1,2}-\d{1,2}|\d{1,2}[/.\-]\d{1,2}[/.\-](\d{4})|(\d{4})|(\d{5})(?:\.0+)?)"
+                    r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
+_EXCEL_EPOCH = pd.Timestamp("1899-12-30").toordinal()
+_DOT_ZERO = re.compile(r"(\d+)\.0+")
+_GPA = re.compile(r"(\d{1,2}(?:[.,]\d+)?)\s*(?:/\s*(10|4)(?:[.,]0+)?)?")
 
 
-def birth_year(s: pd.Series) -> pd.Series:
-    """Year from ISO dates, dd/mm/yyyy, a bare year, or an Excel date serial."""
-    iso = s.str.extract(r"^(\d{4})-\d{1,2}-\d{1,2}", expand=False)
-    dmy = s.str.extract(r"^\d{1,2}[/.\-]\d{1,2}[/.\-](\d{4})$", expand=False)
-    bare = s.str.extract(r"^(\d{4})$", expand=False)
-    serial = pd.to_numeric(s.str.extract(r"^(\d{5})(?:\.0+)?$", expand=False), errors="coerce")
-    from_serial = (pd.Timestamp("1899-12-30") + pd.to_timedelta(serial, unit="D")).dt.year
-    year = pd.to_numeric(iso.fillna(dmy).fillna(bare), errors="coerce")
-    return year.fillna(from_serial).astype("Int64")
+def intake_year(value: str, university_code: str = "", conventions: CohortConventions = NO_CONVENTIONS) -> int | None:
+    m = _YEAR.fullmatch(value) or _YEAR_SPAN.fullmatch(value)
+    if m:
+        return int(m.group(1))
+    return conventions.year(university_code, value)
 
 
-def gpa_on_4(s: pd.Series) -> pd.Series:
+def study_year(value: str) -> int | None:
+    m = _STUDY_YEAR.fullmatch(value)
+    return int(m.group(1)) if m else None
+
+
+def birth_year(value: str) -> int | None:
+    """Year from ISO dates, dd/mm/yyyy, a bare year, or an Excel date serial (1900 date system)."""
+    m = _BIRTH.fullmatch(value)
+    if not m:
+        return None
+    year = m.group(1) or m.group(2) or m.group(3)
+    if year:
+        return int(year)
+    return pd.Timestamp.fromordinal(_EXCEL_EPOCH + int(m.group(4))).year
+
+
+def student_number(value: str) -> str | None:
+    s = "".join(value.split()).upper()
+    m = _DOT_ZERO.fullmatch(s)
+    return (m.group(1) if m else s) or None
+
+
+def national_number(value: str) -> str | None:
+    m = _DOT_ZERO.fullmatch(value.strip())
+    s = m.group(1) if m else value
+    digits = re.sub(r"\D", "", s)
+    if 10 <= len(digits) <= 11 and re.fullmatch(r"\d+", s.strip()):
+        digits = digits.zfill(12)  # a 12-digit CCCD written as a number lost its leading zeros
+    return digits or None
+
+
+def programme_code(value: str) -> str | None:
+    s = "".join(value.split())
+    m = _DOT_ZERO.fullmatch(s)
+    return (m.group(1) if m else s) or None
+
+
+def _gpa_value(value: str) -> tuple[float, int | None] | None:
+    m = _GPA.fullmatch(value)
+    if not m:
+        return None
+    return float(m.group(1).replace(",", ".")), (int(m.group(2)) if m.group(2) else None)
+
+
+def gpa_on_4(values: pd.Series | list) -> pd.Series:
     """GPA on the 4-point scale. A file whose GPAs are mostly above 4 uses the 10-point scale.
 
     The 10-point scale is converted linearly (x 0.4); universities' own conversion tables
-    differ slightly, which matters little for a completeness check.
+    differ slightly, which matters little for a completeness check. Values out of range stay
+    out of range, so that the contract quarantines them (ENR.gpa.range).
     """
-    g = pd.to_numeric(s.str.replace(",", ".", regex=False), errors="coerce").astype("Float64")
-    present = g.dropna()
-    if len(present) and (present > 4).mean() > 0.2:
-        g = (g * 0.4).round(2)
-    return g
+    index = values.index if isinstance(values, pd.Series) else None
+    parsed = _per_value(_values(values), _gpa_value)
+    plain = [p[0] for p in parsed if p is not None and p[1] is None]
+    ten = bool(plain) and sum(g > 4 for g in plain) > GPA_10_SHARE * len(plain)
+    out = []
+    for p in parsed:
+        if p is None:
+            out.append(None)
+        else:
+            g, scale = p
+            out.append(round(g * 0.4, 2) if (scale == 10 or (scale is None and ten)) else g)
+    return pd.Series(pd.array(out, dtype="Float64"), index=index)
 
+
+# ---------------------------------------------------------------- helpers
+
+def _values(s) -> list:
+    """A column's cells as stripped text, or None when empty."""
+    out = []
+    for v in (s.tolist() if isinstance(s, pd.Series) else s):
+        if isinstance(v, str):
+            v = v.strip()
+            out.append(v or None)
+        else:
+            out.append(None)
+    return out
+
+
+def _column(raw: pd.DataFrame, col: str) -> list:
+    return _values(raw[col]) if col in raw else [None] * len(raw)
+
+
+def _per_value(values: list, fn: Callable) -> list:
+    cache: dict = {}
+    out = []
+    for v in values:
+        if v is None:
+            out.append(None)
+            continue
+        r = cache.get(v, _MISSING)
+        if r is _MISSING:
+            r = cache[v] = fn(v)
+        out.append(r)
+    return out
+
+
+def _text(values: list, index) -> pd.Series:
+    return pd.Series(values, index=index, dtype="string")
+
+
+def _int(values: list, index) -> pd.Series:
+    return pd.Series(pd.array(values, dtype="Int64"), index=index)
+
+
+# ---------------------------------------------------------------- files
 
 def normalise_enrollment(raw: pd.DataFrame, *, key: bytes, values: ValueAliases, file_id: str,
-                         university_code: str, term: str) -> pd.DataFrame:
+                         university_code: str, term: str,
+                         conventions: CohortConventions = NO_CONVENTIONS) -> pd.DataFrame:
     term_year, _ = parse_term(term)
-    out = pd.DataFrame(index=raw.index)
-    out["file_id"] = file_id
-    out["university_code"] = university_code
-    out["term"] = term
-    out["line"] = raw["line"].astype("Int64")
-    out["student_key"] = pseudonymise(key, _text(raw, "student_id"), university_code)
-    national_id = _text(raw, "national_id").str.replace(r"\D", "", regex=True)
-    out["person_key"] = pseudonymise(key, national_id.mask(national_id == ""))
-    out["gender"] = values.map("gender", _text(raw, "gender"))
-    out["programme_code"] = _text(raw, "programme_code").str.replace(r"\s", "", regex=True)
-    out["degree_level"] = values.map("degree_level", _text(raw, "degree_level"))
-    out["intake_year"] = _integer(_text(raw, "intake_year"), r"^(\d{4})(?:\.0+)?$")
-    out["study_year"] = _integer(_text(raw, "study_year"))
-    out["status"] = values.map("status", _text(raw, "status"))
-    out["gpa"] = gpa_on_4(_text(raw, "gpa"))
-    out["birth_year"] = birth_year(_text(raw, "birth_date"))
-    out["term_year"] = pd.array([term_year] * len(raw), dtype="Int64")
-    out["degree_years"] = out["degree_level"].map(DEGREE_YEARS).astype("Int64")
-    out["years_since_intake"] = (out["term_year"] - out["intake_year"] + 1).astype("Int64")
-    for col in ENROLLMENT_RAW:
-        out[f"raw_{col}"] = _text(raw, col)
-    return out.reset_index(drop=True)
+    idx = pd.RangeIndex(len(raw))
+    col = {c: _column(raw, c) for c in ENROLLMENT_REQUIRED | {"gpa", "birth_date"}}
+    code = lambda field: _text(_per_value(col[field], lambda v: values.code(field, v)), idx)  # noqa: E731
+    intake = _per_value(col["intake_year"], lambda v: intake_year(v, university_code, conventions))
+    degree = code("degree_level")
+    degree_years = [DEGREE_YEARS.get(d) for d in _values(degree)]
+    out = pd.DataFrame({
+        "file_id": file_id,
+        "university_code": university_code,
+        "term": term,
+        "line": pd.array(raw["line"].to_numpy(), dtype="Int64"),
+        "student_key": pseudonymise(key, _text(_per_value(col["student_id"], student_number), idx), university_code),
+        "person_key": pseudonymise(key, _text(_per_value(col["national_id"], national_number), idx)),
+        "gender": code("gender"),
+        "programme_code": _text(_per_value(col["programme_code"], programme_code), idx),
+        "degree_level": degree,
+        "intake_year": _int(intake, idx),
+        "study_year": _int(_per_value(col["study_year"], study_year), idx),
+        "status": code("status"),
+        "gpa": gpa_on_4(_text(col["gpa"], idx)),
+        "birth_year": _int(_per_value(col["birth_date"], birth_year), idx),
+        "term_year": _int([term_year] * len(raw), idx),
+        "degree_years": _int(degree_years, idx),
+        "years_since_intake": _int([None if y is None else term_year - y + 1 for y in intake], idx),
+        **{f"raw_{c}": _text(col[c], idx) for c in ENROLLMENT_RAW},
+    }, index=idx)
+    return out
 
 
 def normalise_placements(raw: pd.DataFrame, *, key: bytes, values: ValueAliases, file_id: str,
                          round_: str) -> pd.DataFrame:
-    out = pd.DataFrame(index=raw.index)
-    out["file_id"] = file_id
-    out["line"] = raw["line"].astype("Int64")
-    out["round"] = _text(raw, "round").fillna(round_).str.upper()
-    out["university_code"] = _text(raw, "university_code").str.upper()
-    out["student_key"] = pseudonymise(key, _text(raw, "student_id"), out["university_code"])
-    out["host_code"] = _text(raw, "host_code").str.upper()
-    out["track"] = _text(raw, "track").str.lower()
-    out["outcome"] = values.map("outcome", _text(raw, "outcome"))
-    out["semiconductor_job"] = values.map("semiconductor_job", _text(raw, "semiconductor_job"))
-    for col in PLACEMENT_RAW:
-        out[f"raw_{col}"] = _text(raw, col)
-    return out.reset_index(drop=True)
+    idx = pd.RangeIndex(len(raw))
+    col = {c: _column(raw, c) for c in PLACEMENT_REQUIRED | {"semiconductor_job"}}
+    upper = lambda v: "".join(v.split()).upper()  # noqa: E731
+    universities = _text(_per_value(col["university_code"], upper), idx)
+    out = pd.DataFrame({
+        "file_id": file_id,
+        "line": pd.array(raw["line"].to_numpy(), dtype="Int64"),
+        "round": _text([v.upper() if v else round_ for v in col["round"]], idx),
+        "university_code": universities,
+        "student_key": pseudonymise(key, _text(_per_value(col["student_id"], student_number), idx), universities),
+        "host_code": _text(_per_value(col["host_code"], upper), idx),
+        "track": _text(_per_value(col["track"], lambda v: v.lower()), idx),
+        "outcome": _text(_per_value(col["outcome"], lambda v: values.code("outcome", v)), idx),
+        "semiconductor_job": _text(_per_value(col["semiconductor_job"], lambda v: values.code("semiconductor_job", v)),
+                                   idx),
+        **{f"raw_{c}": _text(col[c], idx) for c in PLACEMENT_RAW},
+    }, index=idx)
+    return out

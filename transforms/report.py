@@ -14,10 +14,11 @@ import pandas as pd
 def headline(con) -> dict:
     """The few numbers a reader asks first; the same dict feeds the CLI, artifacts and report."""
     h = con.execute("""SELECT dimension, category, engineers_by_horizon, target, gap, practice_ready_share
-                       FROM marts.model_headline""").df()
+                       FROM marts.model_headline WHERE scenario = 'baseline'""").df()
     files = con.execute("""SELECT status, count(*) AS files, sum(rows_read) AS rows_read, sum(rows_loaded) AS rows_loaded,
                                   sum(rows_quarantined) AS rows_quarantined FROM ops.manifest GROUP BY ALL ORDER BY 1""").df()
-    bottleneck = con.execute("SELECT track, binding, unmet_demand FROM marts.model_bottleneck ORDER BY track").df()
+    bottleneck = con.execute("SELECT track, binding, unmet_demand FROM marts.model_bottleneck "
+                             "WHERE scenario = 'baseline' ORDER BY track").df()
     last_term = con.execute("SELECT max(term) FROM staging.enrollment").fetchone()[0]
     total = h[h.dimension == "total"].iloc[0]
     return {
@@ -55,7 +56,7 @@ def _table(df: pd.DataFrame) -> str:
 def render_html(con, h: dict) -> str:
     rounds = con.execute("""SELECT round, track, basis, round(eligible) AS eligible, round(applicants) AS applicants,
                                    slots, round(placed) AS placed, round(unmet_demand) AS unmet_demand
-                            FROM marts.model_rounds ORDER BY round, track""").df()
+                            FROM marts.model_rounds WHERE scenario = 'baseline' ORDER BY round, track""").df()
     status = con.execute("""SELECT term, submission_status, count(*) AS universities FROM marts.submission_status
                             GROUP BY ALL ORDER BY ALL""").df().pivot_table(
         index="term", columns="submission_status", values="universities", fill_value=0).reset_index()

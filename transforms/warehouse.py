@@ -13,6 +13,8 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from transforms import faults
+
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 # duckdb-cli from PyPI (1.5.x) reads storage up to this version; the snapshot is written with it.
 SNAPSHOT_STORAGE_VERSION = "v1.5.0"
@@ -94,6 +96,8 @@ def build_marts(con, folder: str = "marts") -> list[str]:
     for sql in sorted((SQL_DIR / folder).glob("*.sql")):
         con.execute(sql.read_text())
         built.append(sql.stem)
+        if len(built) == 2:
+            faults.checkpoint("marts")
     return built
 
 
@@ -112,8 +116,9 @@ def publish(con, snapshot: Path, run_id: str) -> Path:
     inode alive); the next connection sees the new one. Nobody ever sees a partial file.
     """
     snapshot.parent.mkdir(parents=True, exist_ok=True)
+    for stale in snapshot.parent.glob(f".{snapshot.stem}.*.tmp"):  # left by a run that died here
+        stale.unlink(missing_ok=True)
     tmp = snapshot.with_name(f".{snapshot.stem}.{run_id}.tmp")
-    tmp.unlink(missing_ok=True)
     source = con.execute("SELECT current_database()").fetchone()[0]
     con.execute(f"ATTACH '{tmp}' AS snapshot_out (STORAGE_VERSION '{SNAPSHOT_STORAGE_VERSION}')")
     try:
@@ -122,6 +127,7 @@ def publish(con, snapshot: Path, run_id: str) -> Path:
         con.execute("DETACH snapshot_out")
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
+    faults.checkpoint("publish")
     os.replace(tmp, snapshot)
     return snapshot
 

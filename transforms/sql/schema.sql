@@ -46,8 +46,13 @@ CREATE TABLE IF NOT EXISTS ops.manifest (
     reason VARCHAR,
     superseded_by VARCHAR,
     run_id VARCHAR NOT NULL,
-    ingested_at TIMESTAMP NOT NULL
+    ingested_at TIMESTAMP NOT NULL,
+    verdict VARCHAR,                     -- accepted | accepted_with_warnings | rejected (NULL: duplicate)
+    verdict_note VARCHAR                 -- pending / accepted file-level warnings (docs/CONTRACT_RULES.md)
 );
+-- Warehouses created before the contract's verdicts.
+ALTER TABLE ops.manifest ADD COLUMN IF NOT EXISTS verdict VARCHAR;
+ALTER TABLE ops.manifest ADD COLUMN IF NOT EXISTS verdict_note VARCHAR;
 
 -- Every rule a row broke. Rows with an `error` are quarantined (not loaded); warnings are reported.
 CREATE TABLE IF NOT EXISTS ops.row_issues (
@@ -75,7 +80,29 @@ CREATE TABLE IF NOT EXISTS ops.validation_results (
     severity VARCHAR NOT NULL,
     success BOOLEAN NOT NULL,
     rows_checked BIGINT,
-    rows_failing BIGINT NOT NULL
+    rows_failing BIGINT NOT NULL,
+    observed VARCHAR,                    -- the measured value (file rules) or examples of failing values
+    scope VARCHAR,                       -- row | file | load (docs/CONTRACT_RULES.md)
+    accepted_override BOOLEAN,           -- a failed warning accepted in the overrides file
+    override_note VARCHAR                -- its reason, who accepted it and when
+);
+ALTER TABLE ops.validation_results ADD COLUMN IF NOT EXISTS observed VARCHAR;
+ALTER TABLE ops.validation_results ADD COLUMN IF NOT EXISTS scope VARCHAR;
+ALTER TABLE ops.validation_results ADD COLUMN IF NOT EXISTS accepted_override BOOLEAN;
+ALTER TABLE ops.validation_results ADD COLUMN IF NOT EXISTS override_note VARCHAR;
+
+-- The overrides file(s) as read by the latest run: every row, whether it was used and how often.
+CREATE TABLE IF NOT EXISTS ops.accepted_warnings (
+    university_code VARCHAR,             -- '' for the programme office's placement files
+    term VARCHAR,                        -- term (enrollment) or round (placements)
+    rule_id VARCHAR,
+    reason VARCHAR,
+    accepted_by VARCHAR,
+    accepted_on DATE,
+    source VARCHAR,                      -- the overrides file
+    line BIGINT,                         -- its line (header = 1)
+    status VARCHAR,                      -- valid | ignored: <why>
+    warnings_accepted BIGINT             -- failed warnings it accepts
 );
 
 CREATE TABLE IF NOT EXISTS staging.enrollment (

@@ -1,0 +1,79 @@
+"""The task runner for the per-file stages (read, normalise, pseudonymise, stage), chosen by configuration.
+
+    LAB2FAB_TASK_RUNNER=thread (default)  a ThreadPoolTaskRunner in the flow's own process
+    LAB2FAB_TASK_RUNNER=dask              prefect-dask's DaskTaskRunner:
+        LAB2FAB_DASK_ADDRESS=tcp://host:8786   an existing Dask scheduler (a real cluster), or else
+        a temporary local cluster of LAB2FAB_DASK_WORKERS worker processes (default: the flow's
+        max concurrency), LAB2FAB_DASK_THREADS_PER_WORKER threads each (default 1).
+
+Only the staging tasks run on the runner. They write Parquet into the run's work folder, which
+every worker must see at the same path (shared storage: see docs/SCALING.md); the single DuckDB
+writer (the load stage, in the flow's process) then loads what they staged.
+"""
+from __future__ import annotations
+
+import os
+
+from prefect.task_runners import ThreadPoolTaskRunner
+
+RUNNER_ENV = "LAB2FAB_TASK_RUNNER"
+ADDRESS_ENV = "LAB2FAB_DASK_ADDRESS"
+WORKERS_ENV = "LAB2FAB_DASK_WORKERS"
+THREADS_ENV = "LAB2FAB_DASK_THREADS_PER_WORKER"
+KINDS = ("thread", "dask")
+
+
+def runner_kind() -> str:
+    kind = (os.environ.get(RUNNER_ENV) or "thread").strip().lower()
+    if kind in ("threads", "threadpool", "local", ""):
+        kind = "thread"
+    if kind not in KINDS:
+        raise ValueError(f"${RUNNER_ENV}={os.environ.get(RUNNER_ENV)!r}: expected one of {', '.join(KINDS)}")
+    return kind
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"${name}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise ValueError(f"${name}={raw!r} must be at least 1")
+    return value
+
+
+def task_runner(max_workers: int):
+    """A fresh task runner for one flow run's staging tasks (runners are not shared between runs)."""
+    max_workers = max(1, int(max_workers))
+    if runner_kind() == "thread":
+        return ThreadPoolTaskRunner(max_workers=max_workers)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as e:  # pinned in requirements.lock; a trimmed install may lack it
+        raise RuntimeError(f"${RUNNER_ENV}=dask needs prefect-dask (pip install -r requirements.lock): {e}") from None
+    address = os.environ.get(ADDRESS_ENV, "").strip()
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": _positive_int(WORKERS_ENV, max_workers),
+            "threads_per_worker": _positive_int(THREADS_ENV, 1),
+            "processes": True,
+            "dashboard_address": None,  # no web UI port on a batch run
+        },
+    )
+
+
+def describe(max_workers: int) -> str:
+    """One line for the run log: which runner the staging tasks use."""
+    if runner_kind() == "thread":
+        return f"thread pool, {max(1, int(max_workers))} workers"
+    address = os.environ.get(ADDRESS_ENV, "").strip()
+    if address:
+        return f"Dask cluster at {address}"
+    return (f"local Dask cluster, {_positive_int(WORKERS_ENV, max(1, int(max_workers)))} worker processes x "
+            f"{_positive_int(THREADS_ENV, 1)} threads")

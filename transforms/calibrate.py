@@ -1,0 +1,620 @@
+"""Calibration of the lab-to-fab model from the warehouse (see docs/MODEL.md, "Calibration").
+
+Everything the model needs is read from `staging.*` and `ref.*` by `load_panel` (SQL, aggregated in
+DuckDB: no per-student data leaves this module) and turned into posterior distributions by
+`calibrate`:
+
+* national term-to-term transition probabilities of the student panel, per degree level, semester,
+  study year and status (Dirichlet posteriors);
+* per university and track, relative drop-out and graduation odds, partially pooled toward the
+  national rate (beta-binomial, composition-standardised, concentration by maximum marginal likelihood);
+* intake trends per track and degree level (log-linear, Student-t slope uncertainty);
+* completion and conversion of internships (Beta posteriors with published figures as priors).
+
+`draw_parameters` samples all of them at once for the Monte Carlo. A run is reproducible from the
+warehouse, the scenario files and the seed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+
+from transforms.terms import term_from_index, term_index
+
+TRACKS = ["design", "fabrication", "packaging_testing", "equipment"]
+LEVELS = ["bachelor", "engineer", "master", "doctor"]
+NORMAL_YEARS = {"bachelor": 4, "engineer": 5, "master": 2, "doctor": 4}
+TRACK_GROUP = {"design": "design", "fabrication": "fab_pkg_test", "packaging_testing": "fab_pkg_test",
+               "equipment": "fab_pkg_test"}
+LEVEL_GROUP = {"bachelor": "bachelor_engineer", "engineer": "bachelor_engineer", "master": "master",
+               "doctor": "doctor"}
+MAX_YEAR = 7  # data contract: study_year 1-7
+# Outcomes of one term for a student studying or on leave: studying in the same / next study year,
+# on leave in the same / next study year, graduated, left (dropped out, transferred, or lost).
+OUTCOMES = ["S0", "S1", "L0", "L1", "G", "X"]
+S0, S1, L0, L1, G, X = range(6)
+FROM = ["studying", "on_leave"]
+
+# Published figures used as priors (DOMAIN.md; sources repeated in docs/MODEL.md and marts.model_parameters).
+SOURCE_COMPLETION = ("Korea's nano-infrastructure training network: 94.4% completion "
+                     "(182 completers a year, 2,640 cumulative; DOMAIN.md)")
+SOURCE_CONVERSION = ("NNFC six-month programme: 62 of 80 trainees employed (DOMAIN.md); cross-check: "
+                     "Korea's nano-infrastructure network 74% employment")
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """Model assumptions: every default is documented with its source in docs/MODEL.md.
+
+    A scenario file may override any field under `assumptions:`.
+    """
+
+    horizon_year: int = 2030
+    count_from_year: int = 2025          # Decision 1017/QĐ-TTg (Sep 2024): engineers counted from 2025 to 2030
+    rounds_eligible: int = 3             # rounds a graduate stays eligible (18 months); demo pilot placements: lag <= 3
+    application_rate: tuple[float, float] = (0.6, 20.0)  # Beta(mean, weight): judgment, no data on applications
+    completion_prior: tuple[float, float] = (0.944, 40.0)  # Beta(mean, weight): Korea's network 94.4%
+    conversion_prior: tuple[float, float] = (62 / 80, 40.0)  # Beta(mean, weight): NNFC 62 of 80 (weight halved)
+    # Graduates who never had a placement become engineers at `ratio` x the conversion of completers.
+    without_practice_ratio: tuple[float, float] = (1 / 3, 12.0)  # Beta(mean, weight): judgment, no data
+    lost_as_exit: bool = True            # a student missing from the next submission and never seen again left
+    exit_scale: float = 1.0              # multiplies every drop-out probability (0 = no attrition; sensitivity)
+    intake_mode: str = "trend"           # "trend" (log-linear fit, uncertain slope) or "planned" (fixed growth)
+    intake_growth: float | dict = 0.0    # planned growth a year (a number, or per track) when intake_mode = planned
+    intake_trend_years: int = 5          # intakes of the last N academic years are fitted
+    intake_growth_bounds: tuple[float, float] = (-0.10, 0.20)
+    host_type_conversion: dict = field(default_factory=dict)  # host_type -> factor on conversion (default 1)
+    decision_from_round: str | None = None  # extra slots of the capacity solution start here (default: first projected)
+    fixed: dict = field(default_factory=dict)  # parameter -> fixed value (point mass), for sensitivity and tests
+
+    @classmethod
+    def with_overrides(cls, base: "Assumptions", overrides: dict | None) -> "Assumptions":
+        if not overrides:
+            return base
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown assumption(s) {unknown}; known: {sorted(known)}")
+        clean = {}
+        for k, v in overrides.items():
+            current = getattr(base, k)
+            if isinstance(current, tuple) and isinstance(v, (list, tuple)):
+                v = tuple(float(x) for x in v)
+            clean[k] = v
+        return replace(base, **clean)
+
+
+INTAKE_SIGMA_MAX = 0.3   # cap on the residual standard deviation of log intakes (a few years of data)
+INTAKE_YEARS_MAX = 12    # projected academic years covered by the draws
+FIXABLE = ("completion_rate", "conversion_rate", "application_rate", "without_practice_ratio")
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the warehouse
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Panel:
+    """Aggregates of the warehouse the model is calibrated on (no per-student rows)."""
+
+    last_term: str
+    first_term: str
+    transitions: pd.DataFrame   # u, track, level, sem, y, from_status, outcome, n
+    stock: pd.DataFrame         # u, track, level, y, status, n  (each university's latest submission)
+    intake: pd.DataFrame        # u, track, level, ti, n
+    graduates: pd.DataFrame     # u, track, level, ti, n
+    placements: pd.DataFrame    # round, track, placed, completed, withdrew, jobs_yes, jobs_no
+    placements_univ: pd.DataFrame  # round, u, track, placed, completed
+    placement_lags: pd.DataFrame   # lag (rounds after first eligibility), n
+    host_slots: pd.DataFrame    # round, host_code, track, slots
+    hosts: pd.DataFrame         # host_code, host_type, tracks
+    targets: pd.DataFrame
+    universities: pd.DataFrame  # university_code, region
+    by_track_term: pd.DataFrame = None  # track, ti, graduates, students, intake (all terms; for the backtest)
+    stale_universities: int = 0  # universities whose latest submission is too old to carry forward
+    carried_forward: int = 0    # universities missing the last term, carried forward from an earlier one
+
+
+def _ti_sql(col: str = "term") -> str:
+    return f"(CAST(left({col}, 4) AS INTEGER) * 2 + CAST(right({col}, 1) AS INTEGER) - 1)"
+
+
+def load_panel(con, cutoff_term: str | None = None) -> Panel:
+    """Aggregate the student panel and the reference data, using terms up to `cutoff_term` only."""
+    return load_panels(con, [cutoff_term])[0]
+
+
+STATUSES = ["studying", "on_leave", "graduated", "dropped_out", "transferred"]
+
+
+def _sql_list(values: list[str]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+def load_panels(con, cutoffs: list[str | None]) -> list[Panel]:
+    """One pass over `staging.enrollment` (each student's rows ordered by term), then the aggregates
+    for each cutoff term (None = all terms): the model and its backtest share the pass."""
+    tracks = ", ".join(f"'{t}'" for t in TRACKS)
+    # Small integer codes keep the sort light; hash(student_key) is a 64-bit id (a collision needs two
+    # students with the same hash in the same university and terms: p ~ n^2 / 2^64).
+    con.execute("""CREATE OR REPLACE TEMP TABLE model_univ AS
+                   SELECT university_code AS u, CAST(row_number() OVER (ORDER BY university_code) - 1 AS INTEGER) AS ui
+                   FROM (SELECT DISTINCT university_code FROM staging.enrollment)""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE model_seq AS
+        SELECT *, lead(ti) OVER w AS next_ti, lead(st) OVER w AS next_st, lead(y) OVER w AS next_y,
+               lag(ti) OVER w IS NULL AS is_first
+        FROM (SELECT mu.ui, CAST(list_position({_sql_list(TRACKS)}, p.track) - 1 AS TINYINT) AS k,
+                     CAST(list_position({_sql_list(LEVELS)}, e.degree_level) - 1 AS TINYINT) AS l,
+                     hash(e.student_key) AS sid, CAST({_ti_sql('e.term')} AS INTEGER) AS ti,
+                     CAST(least(greatest(e.study_year, 1), {MAX_YEAR}) AS TINYINT) AS y,
+                     CAST(list_position({_sql_list(STATUSES)}, e.status) - 1 AS TINYINT) AS st,
+                     CAST(e.intake_year AS INTEGER) AS intake_year
+              FROM staging.enrollment e JOIN ref.programmes p USING (programme_code)
+              JOIN model_univ mu ON mu.u = e.university_code
+              WHERE p.track IN ({tracks}) AND e.degree_level IN {tuple(LEVELS)})
+        WINDOW w AS (PARTITION BY sid ORDER BY ti)""")
+    univ = con.execute("SELECT ui, u FROM model_univ ORDER BY ui").df()["u"].to_numpy()
+
+    def q(sql, params=None):
+        df = con.execute(sql, params or []).df()
+        if "ui" in df:
+            df.insert(0, "u", univ[df.pop("ui").to_numpy(int)])
+        if "k" in df:
+            df["track"] = np.array(TRACKS, dtype=object)[df.pop("k").to_numpy(int)]
+        if "l" in df:
+            df["level"] = np.array(LEVELS, dtype=object)[df.pop("l").to_numpy(int)]
+        if "st" in df:
+            df["status"] = np.array(STATUSES, dtype=object)[df.pop("st").to_numpy(int)]
+        return df
+
+    stud, leave, grad = (STATUSES.index(x) for x in ("studying", "on_leave", "graduated"))
+    active = f"st IN ({stud}, {leave})"
+    try:
+        bounds = con.execute("SELECT max(ti), min(ti) FROM model_seq").fetchone()
+        if bounds[0] is None:
+            raise ValueError("staging.enrollment has no students of the programme's tracks: nothing to calibrate on")
+        by_track_term = q(f"""SELECT k, ti, count(*) FILTER (WHERE st = {grad}) AS graduates,
+                                     count(*) FILTER (WHERE {active}) AS students,
+                                     count(*) FILTER (WHERE is_first AND y = 1 AND {active}
+                                                      AND intake_year >= ti // 2) AS intake
+                              FROM model_seq GROUP BY ALL ORDER BY ALL""")
+        hosts = q("SELECT host_code, host_type, tracks FROM ref.hosts ORDER BY host_code")
+        host_slots = q(f"SELECT round, host_code, track, CAST(slots AS DOUBLE) AS slots FROM ref.host_slots "
+                       f"WHERE slots > 0 AND track IN ({tracks}) ORDER BY ALL")
+        targets = q("SELECT * FROM ref.targets ORDER BY ALL")
+        universities = q("SELECT university_code, region FROM ref.universities ORDER BY 1")
+        panels = []
+        for cutoff in cutoffs:
+            last_ti = int(bounds[0]) if cutoff is None else term_index(cutoff)
+            first_ti = int(bounds[1])
+            tr = q(f"""
+                WITH sub AS (SELECT DISTINCT ui, ti FROM model_seq WHERE ti <= $1)
+                SELECT a.ui, a.k, a.l, a.ti % 2 AS sem, a.y, a.st AS from_st,
+                       CASE WHEN a.next_ti IS NULL OR a.next_ti > $1 THEN 'lost'
+                            WHEN a.next_ti > a.ti + 1 THEN 'gap'
+                            WHEN a.next_st IN (3, 4) THEN 'X'
+                            WHEN a.next_st = {grad} THEN 'G'
+                            WHEN a.next_st = {stud} THEN (CASE WHEN a.next_y > a.y THEN 'S1' ELSE 'S0' END)
+                            WHEN a.next_st = {leave} THEN (CASE WHEN a.next_y > a.y THEN 'L1' ELSE 'L0' END)
+                            ELSE 'gap' END AS outcome,
+                       count(*) AS n
+                FROM model_seq a JOIN sub ON sub.ui = a.ui AND sub.ti = a.ti + 1
+                WHERE a.{active} AND a.ti + 1 <= $1
+                GROUP BY ALL ORDER BY ALL""", [last_ti])
+            tr["from_status"] = np.array(STATUSES, dtype=object)[tr.pop("from_st").to_numpy(int)]
+            # Each university's latest submission within the last year is its current stock.
+            latest = con.execute("SELECT ui, max(ti) AS ti FROM model_seq WHERE ti <= $1 GROUP BY 1 ORDER BY 1",
+                                  [last_ti]).df()
+            fresh = latest[latest["ti"] >= last_ti - 2]
+            con.register("model_latest", fresh)
+            stock = q(f"""SELECT p.ui, p.k, p.l, p.y, p.st, count(*) AS n
+                          FROM model_seq p JOIN model_latest f ON f.ui = p.ui AND f.ti = p.ti
+                          WHERE p.{active} GROUP BY ALL ORDER BY ALL""")
+            con.unregister("model_latest")
+            intake = q(f"""SELECT ui, k, l, ti, count(*) AS n FROM model_seq
+                           WHERE ti <= $1 AND is_first AND y = 1 AND {active} AND intake_year >= ti // 2
+                           GROUP BY ALL ORDER BY ALL""", [last_ti])
+            graduates = q(f"SELECT ui, k, l, ti, count(*) AS n FROM model_seq WHERE ti <= $1 AND st = {grad} "
+                          "GROUP BY ALL ORDER BY ALL", [last_ti])
+            last_round = f"{(last_ti + 2) // 2}H{(last_ti + 2) % 2 + 1}"  # rounds over by the end of the last term
+            placements = q(f"""
+                SELECT round, track, count(*) AS placed,
+                       count(*) FILTER (WHERE outcome = 'completed') AS completed,
+                       count(*) FILTER (WHERE outcome = 'withdrew') AS withdrew,
+                       count(*) FILTER (WHERE outcome = 'completed' AND semiconductor_job = 'yes') AS jobs_yes,
+                       count(*) FILTER (WHERE outcome = 'completed' AND semiconductor_job = 'no') AS jobs_no
+                FROM staging.placements WHERE round <= ? AND track IN ({tracks}) GROUP BY ALL ORDER BY ALL""",
+                           [last_round])
+            placements_univ = q(f"""
+                SELECT round, university_code AS u, track, count(*) AS placed,
+                       count(*) FILTER (WHERE outcome = 'completed') AS completed
+                FROM staging.placements WHERE round <= ? AND track IN ({tracks}) GROUP BY ALL ORDER BY ALL""",
+                                [last_round])
+            lags = q(f"""
+                WITH g AS (SELECT sid, min(ti) AS ti FROM model_seq WHERE st = {grad} AND ti <= $1 GROUP BY 1)
+                SELECT (CAST(left(p.round, 4) AS INTEGER) * 2 + CAST(right(p.round, 1) AS INTEGER) - 1) - (g.ti + 2)
+                       AS lag, count(*) AS n
+                FROM staging.placements p JOIN g ON g.sid = hash(p.student_key) WHERE p.round <= $2
+                GROUP BY ALL ORDER BY 1""", [last_ti, last_round])
+            panels.append(Panel(
+                last_term=term_from_index(last_ti), first_term=term_from_index(first_ti), transitions=tr,
+                stock=stock, intake=intake, graduates=graduates, placements=placements,
+                placements_univ=placements_univ, placement_lags=lags, host_slots=host_slots, hosts=hosts,
+                targets=targets, universities=universities, by_track_term=by_track_term,
+                stale_universities=int((latest["ti"] < last_ti - 2).sum()),
+                carried_forward=int((fresh["ti"] < last_ti).sum())))
+        return panels
+    finally:
+        con.execute("DROP TABLE IF EXISTS model_seq")
+        con.execute("DROP TABLE IF EXISTS model_univ")
+
+
+# ----------------------------------------------------------------------------------------------
+# Calibration
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Calibration:
+    """Posterior distributions of every model parameter (numpy arrays, indexed as documented)."""
+
+    panel: Panel
+    last_ti: int
+    cells: pd.DataFrame            # one row per (u, track, level): cell, uk, k, l; sorted by level, u, track
+    uk: pd.DataFrame               # one row per (u, track)
+    years: np.ndarray              # study years used per level (L,)
+    trans_alpha: np.ndarray        # Dirichlet posterior parameters [L, 2 sem, Y, 2 from, 6 outcomes]
+    trans_mean: np.ndarray         # posterior means, same shape
+    exit_post: np.ndarray          # Beta posterior (a, b) per uk: [UK, 2]
+    exit_expected: np.ndarray      # composition-standardised national rate per uk (UK,)
+    grad_post: np.ndarray
+    grad_expected: np.ndarray
+    kappa: dict                    # concentration of the beta-binomial per rate
+    stock0: np.ndarray             # [C, Y, 2] students at the last term by study year and status
+    intake_base: np.ndarray        # [K, L, 2 sem] last observed intake per semester
+    intake_base_year: np.ndarray   # [K, L, 2] academic year of that intake
+    intake_growth: np.ndarray      # [K, L] fitted growth (log-linear slope)
+    intake_growth_se: np.ndarray   # [K, L]
+    intake_dof: np.ndarray         # [K, L] residual degrees of freedom
+    intake_resid_var: np.ndarray   # [K, L] residual variance of log intake around the trend
+    intake_sxx: np.ndarray         # [K, L] sum of squared year deviations of the fit
+    intake_share: np.ndarray       # [C] share of its (k, l) intake
+    grads_obs: pd.DataFrame        # cell, ti, n (observed graduates)
+    completion_post: tuple[float, float]
+    conversion_post: tuple[float, float]
+    observed_rounds: pd.DataFrame  # round, k, placed, completed, withdrew, jobs_yes, jobs_no, unknown
+    summary: list = field(default_factory=list)  # rows for marts.model_parameters
+
+
+def _beta_from(mean: float, weight: float) -> tuple[float, float]:
+    return mean * weight, (1 - mean) * weight
+
+
+def _fit_kappa(o: np.ndarray, n: np.ndarray, m: np.ndarray) -> float:
+    """Concentration of a beta-binomial with known means m, by maximum marginal likelihood."""
+    keep = (n > 0) & (m > 0) & (m < 1)
+    o, n, m = o[keep], n[keep], m[keep]
+    if len(o) < 3:
+        return 1e6
+
+    def nll(logk):
+        k = np.exp(logk)
+        return -np.sum(special.betaln(o + k * m, n - o + k * (1 - m)) - special.betaln(k * m, k * (1 - m)))
+
+    res = optimize.minimize_scalar(nll, bounds=(np.log(1.0), np.log(1e6)), method="bounded")
+    return float(np.exp(res.x))
+
+
+def calibrate(panel: Panel, a: Assumptions = Assumptions()) -> Calibration:
+    last_ti = term_index(panel.last_term)
+    tr = panel.transitions.copy()
+    if not a.lost_as_exit:
+        tr = tr[tr["outcome"] != "lost"]
+    tr["outcome"] = tr["outcome"].replace({"lost": "X"})
+    tr = tr[tr["outcome"].isin(OUTCOMES) & tr["level"].isin(LEVELS)]
+    L = len(LEVELS)
+    counts = np.zeros((L, 2, MAX_YEAR, 2, 6))
+    li = tr["level"].map(LEVELS.index).to_numpy()
+    np.add.at(counts, (li, tr["sem"].to_numpy(int), tr["y"].to_numpy(int) - 1,
+                       tr["from_status"].map(FROM.index).to_numpy(), tr["outcome"].map(OUTCOMES.index).to_numpy()),
+              tr["n"].to_numpy(float))
+    # Prior: one pseudo-student spread like the level's outcomes pooled over study years (a stratum
+    # never observed falls back to the level's average), plus a trace so no outcome is impossible.
+    pooled = counts.sum(axis=2, keepdims=True)
+    pooled_share = (pooled + 1e-3) / (pooled + 1e-3).sum(axis=-1, keepdims=True)
+    structural = np.ones(6)
+    alpha = counts + 1.0 * pooled_share * structural
+    mean = alpha / alpha.sum(axis=-1, keepdims=True)
+
+    # Cells: every (university, track, level) with students now, or with intake in recent years.
+    st = panel.stock[panel.stock["level"].isin(LEVELS)]
+    recent = panel.intake[panel.intake["ti"] >= last_ti - 2 * a.intake_trend_years]
+    keys = pd.concat([st[["u", "track", "level"]], recent[["u", "track", "level"]]]).drop_duplicates()
+    keys = keys[keys["level"].isin(LEVELS) & keys["track"].isin(TRACKS)]
+    keys["l"] = keys["level"].map(LEVELS.index)
+    keys["k"] = keys["track"].map(TRACKS.index)
+    keys = keys.sort_values(["l", "u", "k"]).reset_index(drop=True)
+    keys["cell"] = np.arange(len(keys))
+    uk = keys[["u", "track", "k"]].drop_duplicates().sort_values(["u", "k"]).reset_index(drop=True)
+    uk["uk"] = np.arange(len(uk))
+    keys = keys.merge(uk[["u", "track", "uk"]], on=["u", "track"]).sort_values("cell").reset_index(drop=True)
+
+    # Partial pooling per (university, track): observed events against the events expected from the
+    # national rates for the same mix of level, semester, study year and status (indirect standardisation).
+    trc = tr.merge(uk[["u", "track", "uk"]], on=["u", "track"], how="inner")
+    idx = (trc["level"].map(LEVELS.index).to_numpy(), trc["sem"].to_numpy(int), trc["y"].to_numpy(int) - 1,
+           trc["from_status"].map(FROM.index).to_numpy())
+    n = trc["n"].to_numpy(float)
+    is_x = (trc["outcome"] == "X").to_numpy()
+    is_g = (trc["outcome"] == "G").to_numpy()
+    p_x, p_g = mean[idx + (X,)], mean[idx + (G,)]
+    can_grad = p_g >= 0.05  # graduation is compared where it is a real possibility
+    U = len(uk)
+    ukv = trc["uk"].to_numpy()
+    n_x = np.bincount(ukv, weights=n, minlength=U)
+    e_x = np.bincount(ukv, weights=n * p_x, minlength=U)
+    o_x = np.bincount(ukv, weights=n * is_x, minlength=U)
+    n_g = np.bincount(ukv, weights=n * can_grad, minlength=U)
+    e_g = np.bincount(ukv, weights=n * p_g * can_grad, minlength=U)
+    o_g = np.bincount(ukv, weights=n * is_g * can_grad, minlength=U)
+    nat_x = e_x.sum() / max(n_x.sum(), 1)
+    nat_g = e_g.sum() / max(n_g.sum(), 1)
+    m_x = np.where(n_x > 0, e_x / np.maximum(n_x, 1e-12), nat_x).clip(1e-6, 1 - 1e-6)
+    m_g = np.where(n_g > 0, e_g / np.maximum(n_g, 1e-12), nat_g).clip(1e-6, 1 - 1e-6)
+    kx, kg = _fit_kappa(o_x, n_x, m_x), _fit_kappa(o_g, n_g, m_g)
+    exit_post = np.stack([kx * m_x + o_x, kx * (1 - m_x) + n_x - o_x], axis=1)
+    grad_post = np.stack([kg * m_g + o_g, kg * (1 - m_g) + n_g - o_g], axis=1)
+
+    # Current stock per cell.
+    C = len(keys)
+    cell_of = keys.set_index(["u", "track", "level"])["cell"]
+    stock0 = np.zeros((C, MAX_YEAR, 2))
+    st = st.merge(keys[["u", "track", "level", "cell"]], on=["u", "track", "level"])
+    np.add.at(stock0, (st["cell"].to_numpy(), st["y"].to_numpy(int) - 1, st["status"].map(FROM.index).to_numpy()),
+              st["n"].to_numpy(float))
+    # Study years simulated per level: the normal length plus two, or more if students are seen there.
+    seen_years = counts.sum(axis=(1, 3, 4))  # [L, Y]
+    years = np.array([min(MAX_YEAR, max(NORMAL_YEARS[lv] + 2, int(np.nonzero(seen_years[li])[0].max(initial=-1)) + 1,
+                                        int(np.nonzero(stock0[(keys["l"] == li).to_numpy()].sum(axis=(0, 2)))[0]
+                                            .max(initial=-1)) + 1))
+                      for li, lv in enumerate(LEVELS)])
+
+    # Intakes: trend per (track, level) over the last academic years, shares per university.
+    K = len(TRACKS)
+    it = panel.intake[panel.intake["level"].isin(LEVELS) & panel.intake["track"].isin(TRACKS)].copy()
+    it["k"], it["l"] = it["track"].map(TRACKS.index), it["level"].map(LEVELS.index)
+    it["sem"], it["year"] = it["ti"] % 2, it["ti"] // 2
+    base = np.zeros((K, L, 2))
+    base_year = np.zeros((K, L, 2))
+    growth, growth_se, dof = np.zeros((K, L)), np.full((K, L), 0.05), np.ones((K, L))
+    resid_var, sxx = np.full((K, L), 0.05 ** 2), np.ones((K, L))
+    last_year = last_ti // 2
+    first_year = last_year - a.intake_trend_years + 1
+    # The last academic year observed in each semester: its intake is the base of the projection
+    # (zero if the track and level took no new students that year).
+    last_sem_year = {sem: (last_ti - ((last_ti - sem) % 2)) // 2 for sem in (0, 1)}
+    for (k, l), g in it.groupby(["k", "l"]):
+        for sem in (0, 1):
+            gs = g[g["sem"] == sem].groupby("year")["n"].sum()
+            if len(gs):
+                base[k, l, sem] = gs.get(last_sem_year[sem], 0.0)
+                base_year[k, l, sem] = last_sem_year[sem]
+        yearly = g[g["year"] >= first_year].groupby("year")["n"].sum()
+        yearly = yearly[yearly > 0]
+        if len(yearly) >= 3:
+            x, yv = yearly.index.to_numpy(float), np.log(yearly.to_numpy(float))
+            slope, intercept, *_ = stats.linregress(x, yv)
+            resid = yv - (intercept + slope * x)
+            s2 = max((resid ** 2).sum() / (len(x) - 2), 0.005 ** 2)
+            sxx[k, l] = ((x - x.mean()) ** 2).sum()
+            growth[k, l], resid_var[k, l], dof[k, l] = slope, s2, len(x) - 2
+            growth_se[k, l] = np.sqrt(s2 / sxx[k, l])
+        elif len(yearly) == 2:
+            x, yv = yearly.index.to_numpy(float), np.log(yearly.to_numpy(float))
+            growth[k, l], growth_se[k, l], dof[k, l] = (yv[1] - yv[0]) / (x[1] - x[0]), 0.05, 1
+            sxx[k, l] = 0.05 ** 2 / 0.05 ** 2
+    # University shares of the (track, level) intake: the last two academic years with intake.
+    share = np.zeros(C)
+    rec = it[it["year"] >= last_year - 1].merge(keys[["u", "track", "level", "cell"]], on=["u", "track", "level"])
+    per_cell = rec.groupby("cell")["n"].sum()
+    share[per_cell.index.to_numpy()] = per_cell.to_numpy()
+    tot = np.bincount(keys["k"].to_numpy() * L + keys["l"].to_numpy(), weights=share, minlength=K * L)
+    share = np.where(tot[keys["k"].to_numpy() * L + keys["l"].to_numpy()] > 0,
+                     share / np.maximum(tot[keys["k"].to_numpy() * L + keys["l"].to_numpy()], 1e-12), 0.0)
+
+    go = panel.graduates.merge(keys[["u", "track", "level", "cell"]], on=["u", "track", "level"], how="left")
+    grads_obs = go[["u", "track", "level", "cell", "ti", "n"]].copy()
+
+    # Internships: completion and conversion, Beta priors from published figures updated with outcomes.
+    pl = panel.placements
+    comp = _beta_from(*a.completion_prior)
+    conv = _beta_from(*a.conversion_prior)
+    completed, withdrew = float(pl["completed"].sum()), float(pl["withdrew"].sum())
+    yes, no = float(pl["jobs_yes"].sum()), float(pl["jobs_no"].sum())
+    completion_post = (comp[0] + completed, comp[1] + withdrew)
+    conversion_post = (conv[0] + yes, conv[1] + no)
+    obs = pl.copy()
+    obs["k"] = obs["track"].map(TRACKS.index)
+    obs["unknown"] = obs["completed"] - obs["jobs_yes"] - obs["jobs_no"]
+
+    cal = Calibration(panel=panel, last_ti=last_ti, cells=keys, uk=uk, years=years, trans_alpha=alpha,
+                      trans_mean=mean, exit_post=exit_post, exit_expected=m_x, grad_post=grad_post,
+                      grad_expected=m_g, kappa={"exit": kx, "graduation": kg}, stock0=stock0, intake_base=base,
+                      intake_base_year=base_year, intake_growth=growth, intake_growth_se=growth_se, intake_dof=dof,
+                      intake_resid_var=resid_var, intake_sxx=sxx,
+                      intake_share=share, grads_obs=grads_obs, completion_post=completion_post,
+                      conversion_post=conversion_post, observed_rounds=obs)
+    cal.summary = _summary(cal, a, counts, o_x, n_x, o_g, n_g, completed, withdrew, yes, no)
+    return cal
+
+
+def _beta_q(a_: float, b_: float) -> tuple[float, float, float]:
+    return a_ / (a_ + b_), float(stats.beta.ppf(0.1, a_, b_)), float(stats.beta.ppf(0.9, a_, b_))
+
+
+def _summary(cal: Calibration, a: Assumptions, counts, o_x, n_x, o_g, n_g, completed, withdrew, yes, no) -> list:
+    """Rows of marts.model_parameters: name, value, lower (P10), upper (P90), source."""
+    rows = []
+    add = lambda name, v, lo, hi, src: rows.append((name, float(v), lo if lo is None else float(lo),  # noqa: E731
+                                                    hi if hi is None else float(hi), src))
+    pl = cal.panel.placements
+    m, lo, hi = _beta_q(*cal.completion_post)
+    add("completion_rate", m, lo, hi, f"Beta prior {SOURCE_COMPLETION}, prior weight {a.completion_prior[1]:g}, "
+        f"updated with {completed:.0f} completed and {withdrew:.0f} withdrew in {pl['round'].nunique()} "
+        "observed rounds")
+    m, lo, hi = _beta_q(*cal.conversion_post)
+    add("conversion_rate", m, lo, hi, f"Beta prior {SOURCE_CONVERSION}, prior weight {a.conversion_prior[1]:g}, "
+        f"updated with {yes:.0f} semiconductor jobs of {yes + no:.0f} completers with a known outcome")
+    ar = _beta_from(*a.application_rate)
+    m, lo, hi = _beta_q(*ar)
+    add("application_rate", m, lo, hi, "assumption (judgment): no data on applications; Beta prior "
+        f"mean {a.application_rate[0]:g}, weight {a.application_rate[1]:g}")
+    wr = _beta_from(*a.without_practice_ratio)
+    m, lo, hi = _beta_q(*wr)
+    add("without_practice_ratio", m, lo, hi, "assumption (judgment): conversion of graduates without a placement "
+        "as a share of the conversion of completers; no data; Beta prior "
+        f"mean {a.without_practice_ratio[0]:.3g}, weight {a.without_practice_ratio[1]:g}")
+    # National panel rates, per level (per-term exit, annual summary).
+    mean = cal.trans_mean
+    tot = counts.sum(axis=-1)
+    for li, lv in enumerate(LEVELS):
+        n_lv = tot[li].sum()
+        if n_lv <= 0:
+            continue
+        ex = counts[li, ..., X].sum() / n_lv
+        add(f"exit_per_term.{lv}", ex, None, None, f"estimated: {n_lv:.0f} student-terms of the panel "
+            "(dropped out, transferred, or not seen again in their university's next submission)")
+        lv_from_leave = counts[li, :, :, 1, :]
+        ret = (lv_from_leave[..., S0].sum() + lv_from_leave[..., S1].sum()) / max(lv_from_leave.sum(), 1)
+        add(f"return_from_leave_per_term.{lv}", ret, None, None,
+            f"estimated: {lv_from_leave.sum():.0f} student-terms on leave")
+        stud = counts[li, :, :, 0, :]
+        add(f"leave_per_term.{lv}", (stud[..., L0].sum() + stud[..., L1].sum()) / max(stud.sum(), 1), None, None,
+            "estimated: studying -> on leave")
+        final = counts[li, 0, NORMAL_YEARS[lv] - 1, 0, :]
+        if final.sum() > 0:
+            add(f"graduation_final_spring.{lv}", final[G] / final.sum(), None, None,
+                f"estimated: share of final-year ({NORMAL_YEARS[lv]}) students in a first-semester term who "
+                "graduate at the end of the year")
+    add("pooling_concentration.exit", cal.kappa["exit"], None, None,
+        "beta-binomial concentration (pseudo-students of the national rate) by maximum marginal likelihood")
+    add("pooling_concentration.graduation", cal.kappa["graduation"], None, None,
+        "beta-binomial concentration by maximum marginal likelihood")
+    for row in cal.uk.itertuples():
+        for name, post, exp_ in (("exit", cal.exit_post, cal.exit_expected), ("graduation", cal.grad_post,
+                                                                                   cal.grad_expected)):
+            aa, bb = post[row.uk]
+            r, rlo, rhi = _beta_q(aa, bb)
+            odds = lambda p: p / (1 - p)  # noqa: E731
+            e = exp_[row.uk]
+            add(f"{name}_odds_ratio[{row.u},{row.track}]", odds(r) / odds(e), odds(rlo) / odds(e), odds(rhi) / odds(e),
+                "partial pooling (beta-binomial) of the university and track toward the national rate")
+    for k, t in enumerate(TRACKS):
+        for li, lv in enumerate(LEVELS):
+            if cal.intake_base[k, li].sum() <= 0:
+                continue
+            g, se = cal.intake_growth[k, li], cal.intake_growth_se[k, li]
+            tq = stats.t.ppf(0.9, max(cal.intake_dof[k, li], 1))
+            add(f"intake_growth[{t},{lv}]", np.expm1(g), np.expm1(g - tq * se), np.expm1(g + tq * se),
+                f"estimated: log-linear trend of first-year intakes over the last {a.intake_trend_years} years "
+                f"(used when intake_mode = trend); bounds {a.intake_growth_bounds}")
+    lags = cal.panel.placement_lags
+    if len(lags):
+        add("placement_lag_max_observed", lags["lag"].max(), None, None,
+            "observed: rounds between first eligibility and placement in the pilot rounds "
+            f"(rounds_eligible = {a.rounds_eligible})")
+    for k, v in (("horizon_year", a.horizon_year), ("count_from_year", a.count_from_year),
+                 ("rounds_eligible", a.rounds_eligible), ("exit_scale", a.exit_scale)):
+        add(k, v, None, None, "assumption (docs/MODEL.md)")
+    add("universities_carried_forward", cal.panel.carried_forward, None, None,
+        "universities without a submission for the last term: stock carried forward from their latest one")
+    add("universities_stale", cal.panel.stale_universities, None, None,
+        "universities whose latest submission is more than a year old: left out of the projection")
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Posterior draws
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Draws:
+    """One Monte Carlo sample of every parameter; the first axis is the draw."""
+
+    n: int
+    trans: np.ndarray        # [D, L, 2, Y, 2, 6] transition probabilities (float32)
+    exit_or: np.ndarray      # [D, UK] odds ratio of drop-out of the university and track
+    grad_or: np.ndarray      # [D, UK]
+    intake_growth: np.ndarray  # [D, K, L] yearly growth (log scale)
+    intake_eps: np.ndarray     # [D, K, L, years ahead] deviation of each projected year's log intake from the trend
+    completion: np.ndarray   # [D]
+    conversion: np.ndarray   # [D]
+    application: np.ndarray  # [D]
+    without_ratio: np.ndarray  # [D]
+
+    @property
+    def without_practice(self) -> np.ndarray:
+        return self.conversion * self.without_ratio
+
+
+def draw_parameters(cal: Calibration, a: Assumptions, n: int, seed: int) -> Draws:
+    """Sample every parameter from its posterior. Each parameter block has its own random stream
+    (spawned from `seed`), so scenarios that share a parameter share its draws exactly (common
+    random numbers): a scenario's difference from the baseline is never Monte Carlo noise."""
+    gens = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
+    g = gens[0].standard_gamma(np.broadcast_to(cal.trans_alpha, (n,) + cal.trans_alpha.shape))
+    trans = (g / g.sum(axis=-1, keepdims=True)).astype(np.float32)
+    if a.exit_scale != 1.0:  # sensitivity: scale drop-out, the other outcomes share the difference
+        x_old = trans[..., X].copy()
+        x_new = np.minimum(x_old * a.exit_scale, 1.0)
+        rest = np.where(x_old < 1, (1 - x_new) / np.maximum(1 - x_old, 1e-12), 0.0)
+        trans *= rest[..., None]
+        trans[..., X] = x_new
+
+    def odds_ratio(rng, post, expected):
+        r = rng.beta(post[:, 0], post[:, 1], (n, len(post)))
+        r = np.clip(r, 1e-9, 1 - 1e-9)
+        e = expected[None, :]
+        return ((r / (1 - r)) / (e / (1 - e))).astype(np.float32)
+
+    exit_or = odds_ratio(gens[1], cal.exit_post, cal.exit_expected)
+    grad_or = odds_ratio(gens[2], cal.grad_post, cal.grad_expected)
+    lo, hi = np.log1p(a.intake_growth_bounds[0]), np.log1p(a.intake_growth_bounds[1])
+    # Normal-inverse-chi-square posterior of the log-linear intake trend (flat prior): a residual
+    # variance per draw, then the slope given it, then each projected year's deviation from the trend.
+    rng = gens[3]
+    dof = np.maximum(cal.intake_dof, 1)
+    sig2 = np.minimum(dof * cal.intake_resid_var / rng.chisquare(dof, (n,) + dof.shape), INTAKE_SIGMA_MAX ** 2)
+    z = rng.standard_normal((n,) + dof.shape)
+    eps = rng.standard_normal((n,) + dof.shape + (INTAKE_YEARS_MAX,)) * np.sqrt(sig2)[..., None]
+    if a.intake_mode == "trend":
+        growth = np.clip(cal.intake_growth[None] + np.sqrt(sig2 / cal.intake_sxx) * z, lo, hi)
+    elif a.intake_mode == "planned":
+        plan = a.intake_growth
+        per_track = np.array([float(plan.get(tk, plan.get("all", 0.0))) if isinstance(plan, dict) else float(plan)
+                              for tk in TRACKS])
+        growth = np.broadcast_to(np.log1p(per_track)[None, :, None], (n,) + cal.intake_growth.shape).copy()
+        eps = np.zeros_like(eps)  # a plan is an input, not an estimate
+    else:
+        raise ValueError(f"intake_mode must be 'trend' or 'planned', not {a.intake_mode!r}")
+    fixed = dict(a.fixed or {})
+    unknown = sorted(set(fixed) - set(FIXABLE))
+    if unknown:
+        raise ValueError(f"cannot fix {unknown}; fixable parameters: {list(FIXABLE)}")
+
+    def beta(i, name, ab):
+        x = gens[i].beta(ab[0], ab[1], n)
+        return np.full(n, float(fixed[name])) if name in fixed else x
+
+    return Draws(n=n, trans=trans, exit_or=exit_or, grad_or=grad_or, intake_growth=growth, intake_eps=eps,
+                 completion=beta(4, "completion_rate", cal.completion_post),
+                 conversion=beta(5, "conversion_rate", cal.conversion_post),
+                 application=beta(6, "application_rate", _beta_from(*a.application_rate)),
+                 without_ratio=beta(7, "without_practice_ratio", _beta_from(*a.without_practice_ratio)))
+
+
+__all__ = ["Assumptions", "Calibration", "Draws", "Panel", "calibrate", "draw_parameters", "load_panel", "load_panels",
+           "TRACKS", "LEVELS", "TRACK_GROUP", "LEVEL_GROUP"]

@@ -1,0 +1,389 @@
+"""The two simulation engines of the lab-to-fab model, vectorised over Monte Carlo draws.
+
+* `project_cohorts`: students by cell (university x track x degree level), study year and status,
+  term by term: progression, leave and return, drop-out, graduation, new intakes.
+* `simulate_rounds`: six-month internship rounds: eligible pool, applications, slots by host and
+  track with one spill-over pass, completion, conversion, ageing out.
+
+Both are expected-value (fluid) flows given each draw's parameters: each array is draws x ...,
+and the only Python loops are over terms, rounds and the four degree levels. Every step conserves
+people: see `ledger=True` and tests/test_model.py.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from transforms.calibrate import LEVELS, G, L0, L1, S0, S1, X, Calibration, Draws
+
+F32 = np.float32
+
+
+# ----------------------------------------------------------------------------------------------
+# Cohorts
+# ----------------------------------------------------------------------------------------------
+
+def intake_projection(cal: Calibration, draws: Draws, n_terms: int) -> np.ndarray:
+    """New first-year students per draw, cell and projected term [D, C, n_terms]."""
+    cells = cal.cells
+    k, l = cells["k"].to_numpy(), cells["l"].to_numpy()
+    out = np.zeros((draws.n, len(cells), n_terms), dtype=F32)
+    for step in range(n_terms):
+        ti = cal.last_ti + 1 + step
+        sem, year = ti % 2, ti // 2
+        base = cal.intake_base[k, l, sem]                      # [C]
+        ahead = year - cal.intake_base_year[k, l, sem]          # [C]
+        eps = draws.intake_eps[:, k, l, np.clip(ahead - 1, 0, draws.intake_eps.shape[-1] - 1).astype(int)]
+        grow = np.exp(draws.intake_growth[:, k, l] * ahead[None, :] + np.where(ahead > 0, eps, 0.0))  # [D, C]
+        out[:, :, step] = np.where(base > 0, base * cal.intake_share, 0.0)[None, :] * grow
+    return out
+
+
+def threads() -> int:
+    """Worker threads for the cohort projection (numpy releases the GIL on large arrays):
+    $LAB2FAB_MODEL_THREADS, else the number of cores, at most 4."""
+    return max(1, int(os.environ.get("LAB2FAB_MODEL_THREADS", 0)) or min(os.cpu_count() or 1, 4))
+
+
+def project_cohorts(cal: Calibration, draws: Draws, n_terms: int, *, ledger: bool = False,
+                    summary: bool = False, intake: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Project every cell `n_terms` terms past the last observed one.
+
+    Returns `graduates` [D, C, n_terms] (graduates in projected term t = last + 1 + step); with
+    `ledger=True`, per step: `stock` (studying + on leave), `exits` and `intake` [D, C, n_terms]; with
+    `summary=True`, `stock_kl` and `exits_kl` [D, n_terms, K * L] by track and degree level.
+    The draws are split into chunks projected in parallel threads; each chunk's arithmetic does
+    not depend on the others, so the result is the same whatever the number of threads.
+    """
+    D, C = draws.n, len(cal.cells)
+    if intake is None:
+        intake = intake_projection(cal, draws, n_terms)
+    out = {"graduates": np.zeros((D, C, n_terms), dtype=F32)}
+    if ledger:
+        out.update({name: np.zeros((D, C, n_terms)) for name in ("stock", "exits", "intake")})
+        out["intake"][:] = intake
+    if summary:
+        KL = len(cal.intake_base) * len(LEVELS)
+        out.update({name: np.zeros((D, n_terms, KL)) for name in ("stock_kl", "exits_kl")})
+    # Continuation shares: given a student continues, where to (S0, S1, L0, L1) [D, L, 2, Y, 2, 4].
+    cont = draws.trans[..., [S0, S1, L0, L1]]
+    csum = cont.sum(axis=-1, keepdims=True)
+    safe = np.zeros_like(cont)
+    safe[..., 0] = 1.0
+    cont = np.where(csum > 0, cont / np.where(csum > 0, csum, 1), safe).astype(F32)
+    n_chunks = min(threads(), max(1, D // 64))
+    edges = np.linspace(0, D, n_chunks + 1).astype(int)
+    jobs = [(edges[i], edges[i + 1]) for i in range(n_chunks) if edges[i + 1] > edges[i]]
+
+    def run(d0: int, d1: int) -> None:
+        _project_chunk(cal, draws.trans[d0:d1], cont[d0:d1], draws.exit_or[d0:d1], draws.grad_or[d0:d1],
+                       intake[d0:d1], n_terms, {k: v[d0:d1] for k, v in out.items()}, ledger, summary)
+
+    if len(jobs) == 1:
+        run(*jobs[0])
+    else:
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            list(pool.map(lambda j: run(*j), jobs))
+    return out
+
+
+def _transition_matrix(q: np.ndarray, Y: int) -> np.ndarray:
+    """Where continuing students go [D, 2Y, 2Y], from continuation shares q [D, Y, 2, 4] (S0, S1, L0, L1).
+    State index = status * Y + (study year - 1); a student in the last simulated study year stays there."""
+    D = q.shape[0]
+    T = np.zeros((D, 2 * Y, 2 * Y), dtype=F32)
+    y = np.arange(Y)
+    y_next = np.minimum(y + 1, Y - 1)
+    for f in range(2):
+        rows = f * Y + y
+        for o, (dest, ys) in enumerate(((0, y), (0, y_next), (1, y), (1, y_next))):
+            T[:, rows, dest * Y + ys] += q[:, :, f, o]
+    return T
+
+
+def _project_chunk(cal: Calibration, trans, cont, exit_or, grad_or, intake, n_terms: int, out: dict,
+                   ledger: bool, summary: bool = False) -> None:
+    """One chunk of draws: state [D, Cl, 2Y] per level block, one batched matrix product a term."""
+    cells = cal.cells
+    D = trans.shape[0]
+    uk_of = cells["uk"].to_numpy()
+    levels = cells["l"].to_numpy()
+    for li in range(len(LEVELS)):
+        block = np.nonzero(levels == li)[0]
+        if len(block) == 0:
+            continue
+        c0, c1 = block[0], block[-1] + 1
+        Y = int(cal.years[li])
+        start = np.concatenate([cal.stock0[c0:c1, :Y, 0], cal.stock0[c0:c1, :Y, 1]], axis=1).astype(F32)
+        state = np.ascontiguousarray(np.broadcast_to(start, (D, c1 - c0, 2 * Y)))
+        ore = exit_or[:, uk_of[c0:c1]][:, :, None]                  # [D, Cl, 1]
+        org = grad_or[:, uk_of[c0:c1]][:, :, None]
+        rates = {}
+        n_l = len(LEVELS)
+        K = out["stock_kl"].shape[-1] // n_l if summary else 0
+        if summary:
+            to_k = np.zeros((c1 - c0, K), dtype=F32)                # cell -> track of this level block
+            to_k[np.arange(c1 - c0), cells["k"].to_numpy()[c0:c1]] = 1
+            cols = np.arange(K) * n_l + li
+
+        def sem_rates(sem: int):
+            """Per cell and state: share staying on the rolls, graduating, leaving [D, Cl, 2Y], with the
+            odds ratios of the university and track applied; and the continuation matrix."""
+            if sem not in rates:
+                pe = np.concatenate([trans[:, li, sem, :Y, f, X] for f in range(2)], axis=1)[:, None, :]
+                pg = np.concatenate([trans[:, li, sem, :Y, f, G] for f in range(2)], axis=1)[:, None, :]
+                pe2 = ore * pe / (1 + pe * (ore - 1))
+                pg2 = org * pg / (1 + pg * (org - 1))
+                tot = pe2 + pg2
+                if np.any(tot > 1):
+                    scale = np.where(tot > 1, 1 / np.maximum(tot, 1e-12), 1).astype(F32)
+                    pe2, pg2 = pe2 * scale, pg2 * scale
+                rates[sem] = (1 - pe2 - pg2, pg2, pe2 if (ledger or summary) else None,
+                              _transition_matrix(cont[:, li, sem, :Y], Y))
+            return rates[sem]
+
+        for step in range(n_terms):
+            sem = (cal.last_ti + step) % 2                          # semester of the term moved from
+            keep, pg2, pe2, T = sem_rates(sem)
+            out["graduates"][:, c0:c1, step] = np.einsum("dcs,dcs->dc", state, pg2)
+            if ledger or summary:
+                exits = np.einsum("dcs,dcs->dc", state, pe2)
+                if ledger:
+                    out["exits"][:, c0:c1, step] = exits
+                if summary:
+                    out["exits_kl"][:, step, cols] = exits @ to_k
+            state = np.matmul(state * keep, T)
+            state[..., 0] += intake[:, c0:c1, step]                  # new students: studying, first year
+            if ledger:
+                out["stock"][:, c0:c1, step] = state.sum(axis=-1, dtype=np.float64)
+            if summary:
+                out["stock_kl"][:, step, cols] = state.sum(axis=-1) @ to_k
+
+
+# ----------------------------------------------------------------------------------------------
+# Internship rounds
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class RoundsSetup:
+    """Everything about rounds that does not change between draws."""
+
+    rounds: list[str]             # round codes, consecutive
+    year: np.ndarray              # calendar year of each round [R]
+    slots: np.ndarray             # host slots [R, H, K] (scenario applied)
+    accepts: np.ndarray           # host takes track [H, K] (bool)
+    host_factor: np.ndarray       # conversion factor of the host's type [H]
+    observed: dict                # round position -> dict of observed arrays [K]
+    eligible_rounds: int          # W
+    count_from_year: int
+    horizon_year: int
+    host_codes: list[str]
+
+    @property
+    def window(self) -> np.ndarray:
+        return (self.year >= self.count_from_year) & (self.year <= self.horizon_year)
+
+
+@dataclass
+class RoundsResult:
+    per_round: dict[str, np.ndarray]   # name -> [D, R, K]
+    practice_ready: np.ndarray         # [D, R, K, L] by the round they completed in
+    without_practice: np.ndarray       # [D, R, K, L] by the round they left the pool in (last: horizon)
+    pi: np.ndarray                     # [D, R, K] placement probability of an applicant in the round
+    pr_rate: np.ndarray                # [D, R, K] practice-ready engineers per placed student
+    wd_rate: np.ndarray                # [D, R, K] withdrawals per placed student
+    moved_frac: np.ndarray = None      # [D, R, K] non-applicants moved to applicants in observed rounds
+    ledger: dict | None = None
+
+
+def simulate_rounds(setup: RoundsSetup, grads_in: np.ndarray, draws: Draws, extra: np.ndarray | None = None,
+                    *, ledger: bool = False) -> RoundsResult:
+    """Run the rounds for every draw.
+
+    grads_in: graduates entering the pool at each round [D or 1, R, K, L] (graduates of term r - 2).
+    extra: extra slots per draw, round and track [D or 1, R, K] (capacity solver, marginal analysis);
+           they belong to no host, so they neither spill over nor change the host-type mix.
+    """
+    D = draws.n
+    R, H, K = setup.slots.shape
+    Lv = grads_in.shape[-1]
+    W = setup.eligible_rounds
+    a = draws.application[:, None, None]
+    c = draws.completion[:, None]
+    v = draws.conversion[:, None]
+    q0 = draws.without_practice[:, None, None]
+    pool = np.zeros((D, K, Lv, W))
+    nonapp = np.zeros((D, K, Lv, W))
+    names = ("eligible", "applicants", "slots_offered", "slots_available", "slots_used", "placed", "completed",
+             "withdrew", "unmet_demand", "unused_slots", "spill_in", "spill_out", "aged_out", "practice_ready")
+    rec = {n: np.zeros((D, R, K)) for n in names}
+    pr_out = np.zeros((D, R, K, Lv))
+    wp_out = np.zeros((D, R, K, Lv))
+    pi_all, pr_rate_all, wd_rate_all = np.zeros((D, R, K)), np.zeros((D, R, K)), np.zeros((D, R, K))
+    moved_frac = np.zeros((D, R, K))   # share of non-applicants found to have applied (observed rounds)
+    led = {n: np.zeros((D, R)) for n in ("entered", "nonapplicant", "waiting", "practice_ready", "completed_no_job",
+                                         "withdrew", "aged_out")} if ledger else None
+    cum = {n: np.zeros(D) for n in led} if ledger else None
+    uniform_factor = bool(np.all(setup.host_factor == 1.0))
+    multi_track = setup.accepts.sum(axis=1) > 1      # hosts that can pass unused slots to another track
+    multi_track = (setup.accepts[multi_track].any(axis=0)) if multi_track.any() else np.zeros(K, dtype=bool)
+    for i in range(R):
+        new = np.broadcast_to(grads_in[:, i], (D, K, Lv))
+        pool[..., 0] += a * new
+        nonapp[..., 0] += (1 - a) * new
+        wp_out[:, i] += q0 * (1 - a) * new                      # non-applicants enter the industry without practice
+        A = pool.reshape(D, K, -1).sum(axis=-1)                  # applicants per track [D, K]
+        obs = setup.observed.get(i)
+        if obs is not None and (obs["placed"][None, :] > A + 1e-12).any():
+            # More were placed than this draw's applicants: the records are the truth, so some graduates
+            # counted as non-applicants did apply. Move them (pro rata) and undo their earlier count.
+            avail = nonapp.reshape(D, K, -1).sum(axis=-1)
+            need = np.minimum(np.maximum(obs["placed"][None, :] - A, 0), avail)
+            frac = np.where(avail > 0, need / np.where(avail > 0, avail, 1), 0.0)
+            moved = nonapp * frac[..., None, None]
+            nonapp -= moved
+            pool += moved
+            for w in range(min(W, i + 1)):                          # entered w rounds ago
+                wp_out[:, i - w] -= q0 * moved[..., w]
+            moved_frac[:, i] = frac
+            if ledger:
+                cum["nonapplicant"] -= moved.sum(axis=(1, 2, 3))
+            A = pool.reshape(D, K, -1).sum(axis=-1)
+        rec["eligible"][:, i] = A + nonapp.reshape(D, K, -1).sum(axis=-1)
+        rec["applicants"][:, i] = A
+        s_hk = setup.slots[i]                                    # [H, K]
+        offered = np.broadcast_to(s_hk.sum(axis=0), (D, K)).astype(float)
+        if extra is not None:
+            offered = offered + np.broadcast_to(extra[:, i], (D, K))
+        spill_in = spill_out = np.zeros((D, K))
+        if obs is not None:
+            placed = np.minimum(A, obs["placed"][None, :])
+            used = placed
+            n_obs = np.maximum(obs["placed"], 1e-12)[None, :]
+            pr_rate = np.broadcast_to((obs["jobs_yes"] + v * obs["unknown"]) / n_obs, (D, K))
+            wd_rate = np.broadcast_to(obs["withdrew"] / n_obs, (D, K))
+            comp_rate = np.broadcast_to(obs["completed"] / n_obs, (D, K))
+            offered = np.maximum(offered, obs["placed"][None, :])  # a round over quota still used its places
+        else:
+            used1 = np.minimum(A, offered)
+            rem = A - used1
+            frac_unused = np.where(offered > 0, 1 - used1 / np.where(offered > 0, offered, 1), 0.0)  # [D, K]
+            host_slots = s_hk.sum(axis=1) > 0
+            taken = None
+            if (frac_unused[:, multi_track] > 0).any() and (rem > 0).any():
+                # Spill-over: a host's unused slots go to the other tracks it takes, in proportion to
+                # their unmet demand (one pass; slots a track cannot fill stay unused).
+                u_hk = s_hk[None] * frac_unused[:, None, :]      # unused host slots by their own track [D, H, K]
+                u_h = u_hk.sum(axis=-1)
+                w_hk = setup.accepts[None] * rem[:, None, :]      # demand each host could still take [D, H, K]
+                w_sum = w_hk.sum(axis=-1, keepdims=True)
+                offer = np.where(w_sum > 0, u_h[..., None] * w_hk / np.where(w_sum > 0, w_sum, 1), 0.0)
+                O = offer.sum(axis=1)
+                spill_in = np.minimum(rem, O)
+                taken = offer * np.where(O > 0, spill_in / np.where(O > 0, O, 1), 0.0)[:, None, :]
+                rho = np.where(u_h > 0, taken.sum(axis=-1) / np.where(u_h > 0, u_h, 1), 0.0)
+                spill_out = (u_hk * rho[..., None]).sum(axis=1)
+            placed = used1 + spill_in
+            used = used1 + spill_out
+            if uniform_factor or not host_slots.any():
+                f_eff = 1.0
+            else:
+                # Conversion factor of the hosts the placed students went to (extra slots count as 1).
+                fill = 1 - frac_unused
+                f_own = (s_hk[None] * fill[:, None, :] * setup.host_factor[None, :, None]).sum(axis=1)
+                f_extra = 0.0 if extra is None else np.broadcast_to(extra[:, i], (D, K)) * fill
+                f_spill = 0.0 if taken is None else (taken * setup.host_factor[None, :, None]).sum(axis=1)
+                f_eff = np.where(placed > 0, (f_own + f_extra + f_spill) / np.where(placed > 0, placed, 1), 1.0)
+            pr_rate = c * np.minimum(v * f_eff, 1.0)
+            wd_rate = np.broadcast_to(1 - c, (D, K))
+            comp_rate = np.broadcast_to(c, (D, K))
+        pi = np.where(A > 0, placed / np.where(A > 0, A, 1), 0.0)
+        waiting = pool.sum(axis=-1)                               # [D, K, L]
+        placed_kl = pi[..., None] * waiting
+        pool *= (1 - pi)[..., None, None]
+        pr_kl = placed_kl * pr_rate[..., None]
+        wd_kl = placed_kl * wd_rate[..., None]
+        pr_out[:, i] = pr_kl
+        wp_out[:, i] += q0 * wd_kl                                # withdrew: back to the market without practice
+        aged = pool[..., W - 1].copy()
+        if i < R - 1:
+            wp_out[:, i] += q0 * aged                             # aged out unplaced
+            pool[..., 1:] = pool[..., :-1].copy()
+            pool[..., 0] = 0
+            nonapp[..., 1:] = nonapp[..., :-1].copy()
+            nonapp[..., 0] = 0
+        else:
+            aged = np.zeros_like(aged)
+            wp_out[:, i] += q0 * pool.sum(axis=-1)                # still waiting at the horizon
+        rec["slots_offered"][:, i] = offered
+        rec["slots_available"][:, i] = offered + spill_in
+        rec["slots_used"][:, i] = used
+        rec["placed"][:, i] = placed
+        rec["completed"][:, i] = placed * comp_rate
+        rec["withdrew"][:, i] = placed * wd_rate
+        rec["unmet_demand"][:, i] = A - placed
+        rec["unused_slots"][:, i] = np.maximum(offered - used, 0)
+        rec["spill_in"][:, i] = spill_in
+        rec["spill_out"][:, i] = spill_out
+        rec["aged_out"][:, i] = aged.sum(axis=-1)
+        rec["practice_ready"][:, i] = pr_kl.sum(axis=-1)
+        pi_all[:, i], pr_rate_all[:, i], wd_rate_all[:, i] = pi, pr_rate, wd_rate
+        if ledger:
+            cum["entered"] += new.sum(axis=(1, 2))
+            cum["nonapplicant"] += ((1 - a) * new).sum(axis=(1, 2))
+            cum["practice_ready"] += pr_kl.sum(axis=(1, 2))
+            cum["completed_no_job"] += (placed_kl * (1 - pr_rate[..., None] - wd_rate[..., None])).sum(axis=(1, 2))
+            cum["withdrew"] += wd_kl.sum(axis=(1, 2))
+            cum["aged_out"] += aged.sum(axis=(1, 2))
+            for n in cum:
+                led[n][:, i] = cum[n]
+            led["waiting"][:, i] = pool.sum(axis=(1, 2, 3))
+    return RoundsResult(per_round=rec, practice_ready=pr_out, without_practice=wp_out, pi=pi_all,
+                        pr_rate=pr_rate_all, wd_rate=wd_rate_all, moved_frac=moved_frac, ledger=led)
+
+
+def per_entrant(setup: RoundsSetup, res: RoundsResult, draws: Draws) -> dict[str, np.ndarray]:
+    """Expected outcome, by the horizon and within the counting window, of ONE graduate entering the
+    pool at round i in track k [D, R, K]: engineers, practice-ready engineers, placements.
+
+    Allocation is proportional within a track, so every applicant of a track has the same chance in a
+    round; a university's expected contribution is its entrants times these numbers (exact for the
+    fluid model: the sum over universities equals the national total).
+    """
+    D, R, K = res.pi.shape
+    W = setup.eligible_rounds
+    win = setup.window.astype(float)
+    a = draws.application[:, None]
+    q0 = draws.without_practice[:, None]
+    moved = res.moved_frac if res.moved_frac is not None else np.zeros((D, R, K))
+    eng = np.zeros((D, R, K))
+    pr = np.zeros((D, R, K))
+    placed = np.zeros((D, R, K))
+    for i0 in range(R):
+        app = np.broadcast_to(a, (D, K)).copy()                    # applicants still waiting (share of one)
+        non = 1 - app                                              # non-applicants still eligible
+        e = non * q0 * win[i0]
+        p_ = np.zeros((D, K))
+        pl = np.zeros((D, K))
+        for j in range(W):
+            i = i0 + j
+            if i >= R:
+                break
+            m = non * moved[:, i]                                  # found to have applied (observed rounds)
+            non = non - m
+            app = app + m
+            e -= m * q0 * win[i0]
+            got = app * res.pi[:, i]
+            pl += got
+            p_ += got * res.pr_rate[:, i] * win[i]
+            e += got * (res.pr_rate[:, i] + res.wd_rate[:, i] * q0) * win[i]
+            app = app - got
+            if i == R - 1 or j == W - 1:
+                e += app * q0 * win[i]                            # aged out, or still waiting at the horizon
+        eng[:, i0] = e
+        pr[:, i0] = p_
+        placed[:, i0] = pl
+    return {"engineers": eng, "practice_ready": pr, "placed": placed}
