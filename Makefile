@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(VENV)/bin/lab2fab demo --if-missing
 	$(VENV)/bin/lab2fab run
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 bench: $(STAMP)
@@ -30,3 +30,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf data/landing data/warehouse data/published data/gx
+
+# Debian's Chromium (and Noto fonts for Vietnamese) for the report's headless-browser test (issue 7).
+browser:
+	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-noto-core)

@@ -32,7 +32,8 @@ def _demo(args) -> int:
 def _run(args) -> int:
     from flows.pipeline import pipeline
 
-    _print_run(pipeline(data_dir=args.data_dir, rebuild=args.rebuild, wait_for_lock_seconds=args.wait))
+    _print_run(pipeline(data_dir=args.data_dir, rebuild=args.rebuild, wait_for_lock_seconds=args.wait,
+                        language=args.language))
     return 0
 
 
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the pipeline once: ingest -> ... -> report")
     r.add_argument("--rebuild", action="store_true", help="rebuild marts, model and report even with no new files")
     r.add_argument("--wait", type=float, default=0.0, help="seconds to wait if another run holds the warehouse")
+    r.add_argument("--language", choices=["en", "vi"], default="en", help="language of the report")
     r.set_defaults(func=_run)
 
     b = sub.add_parser("backfill", help="run ingestion and everything downstream again for a range of terms")

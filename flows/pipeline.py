@@ -9,6 +9,7 @@ The logic lives in `transforms/`; this file only orchestrates, logs and leaves a
 from __future__ import annotations
 
 import hashlib
+from typing import Literal
 from datetime import datetime, timezone
 
 from prefect import flow, get_run_logger, task
@@ -219,21 +220,30 @@ def publish_flow(data_dir: str, run_id: str) -> str:
 
 
 @flow(name="report")
-def report_flow(data_dir: str) -> dict:
-    """The HTML report beside the snapshot, and the headline as a Prefect artifact."""
+def report_flow(data_dir: str, language: str = "en") -> dict:
+    """The self-contained HTML report beside the snapshot (charts of the gap, the funnel, capacity,
+    scenarios, universities and data quality; English or Vietnamese), and the headline as Prefect
+    artifacts: markdown, and a table by target (P10/P50/P90, probability of meeting it)."""
+    if language not in report.LANGUAGES:
+        raise ValueError(f"language must be one of {report.LANGUAGES}, not {language!r}")
     paths = get_paths(data_dir)
     con = warehouse.connect(paths.warehouse)
     try:
         h = report.headline(con)
-        report.write_report(con, paths.report, h)
+        report.write_report(con, paths.report, h, language=language)
     finally:
         con.close()
     create_markdown_artifact(key="lab2fab-headline", markdown=report.markdown(h), description="Projection to 2030")
+    create_table_artifact(key="lab2fab-headline-by-target", table=report.headline_table(h),
+                          description=f"Engineers by 2030 against each target, baseline (data to term {h['last_term']}): "
+                                      "P10/P50/P90 and probability of meeting the target")
+    get_run_logger().info("report written: %s (%s)", paths.report, language)
     return {k: h[k] for k in ("last_term", "engineers_2030", "target_2030", "gap_2030", "practice_ready_share")}
 
 
 def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_seconds: float = 0.0,
-               terms: list[str] | None = None, rounds: list[str] | None = None, max_concurrency: int = 2) -> dict:
+               terms: list[str] | None = None, rounds: list[str] | None = None, max_concurrency: int = 2,
+               language: str = "en") -> dict:
     """ingest -> validate -> load -> transform -> model -> publish -> report, under the writer lock.
 
     Regular runs take new files only; a backfill (`terms`/`rounds`) takes every file of those
@@ -268,7 +278,7 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
             finally:
                 con.close()
             publish_flow(data_dir, run_id)
-            result = report_flow(data_dir)
+            result = report_flow(data_dir, language=language)
         else:
             logger.info("no new files and no reference change: warehouse, snapshot and report unchanged")
         con = warehouse.connect(paths.warehouse)
@@ -283,6 +293,7 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
 
 
 @flow(name="lab2fab-pipeline", log_prints=True)
-def pipeline(data_dir: str | None = None, rebuild: bool = False, wait_for_lock_seconds: float = 0.0) -> dict:
+def pipeline(data_dir: str | None = None, rebuild: bool = False, wait_for_lock_seconds: float = 0.0,
+             language: Literal["en", "vi"] = "en") -> dict:
     """The scheduled run: take what universities have sent since the last run, end to end."""
-    return run_stages(data_dir, rebuild=rebuild, wait_for_lock_seconds=wait_for_lock_seconds)
+    return run_stages(data_dir, rebuild=rebuild, wait_for_lock_seconds=wait_for_lock_seconds, language=language)
