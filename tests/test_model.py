@@ -218,6 +218,11 @@ def test_pipeline_writes_every_mart_documented(demo_warehouse):
             float(base.query("dimension == 'total'")["p50"].iloc[0]))
         r = con.execute("SELECT * FROM marts.model_rounds WHERE basis = 'projected'").df()
         assert (r["placed"] <= r["slots"] + 1e-9).all() and (r["slots_used"] <= r["slots_offered"] + 1e-9).all()
+        # Observed rounds place exactly who the programme office recorded, in every draw.
+        obs = con.execute("""SELECT r.round, r.track, r.placed, r.placed_p10, r.placed_p90, count(p.round) AS recorded
+                             FROM marts.model_rounds r LEFT JOIN staging.placements p USING (round, track)
+                             WHERE r.basis = 'observed' AND r.scenario = 'baseline' GROUP BY ALL""").df()
+        assert len(obs) and np.allclose(obs["placed"], obs["recorded"]) and np.allclose(obs["placed_p10"], obs["recorded"])
         u = con.execute("SELECT * FROM marts.model_universities WHERE scenario = 'baseline'").df()
         total = base.query("dimension == 'total'")["engineers_mean"].iloc[0]
         assert u["engineers"].sum() == pytest.approx(total, rel=1e-6)  # contributions add up to the nation
