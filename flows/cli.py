@@ -79,6 +79,14 @@ def _dictionary(args) -> int:
     return 0
 
 
+def _validate(args) -> int:
+    from transforms.kit import validate_file
+
+    code, text = validate_file(Path(args.file), args.university, args.term, args.data_dir, as_json=args.json)
+    print(text)
+    return code
+
+
 def _query(args) -> int:
     import duckdb
 
@@ -137,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     dd = sub.add_parser("dictionary", help="print the data dictionary generated from the published snapshot")
     dd.add_argument("--out", default=None, help="write it to this file instead")
     dd.set_defaults(func=_dictionary)
+
+    v = sub.add_parser("validate", help="check one submission file against the data contract, without loading it")
+    v.add_argument("file")
+    v.add_argument("--university", help="registry code, e.g. HUST (default: the <CODE>/<TERM>/ folder)")
+    v.add_argument("--term", help="term such as 2024-1 (or a round such as 2025H2 for placement files)")
+    v.add_argument("--json", action="store_true", help="machine-readable report")
+    v.set_defaults(func=_validate)
 
     q = sub.add_parser("query", help="run SQL on the published snapshot (read-only)")
     q.add_argument("sql")

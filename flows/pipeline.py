@@ -9,26 +9,31 @@ The logic lives in `transforms/`; this file only orchestrates, logs and leaves a
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
 from datetime import datetime, timezone
+from typing import Literal
 
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from flows.runners import task_runner
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
 
+from flows.runners import task_runner
+from transforms import datadocs, faults, landing, model, report, runs, warehouse
 from transforms import ingest as ing
-from transforms import faults, landing, model, report, runs, warehouse
+from transforms import submission_checks as checks
 from transforms.pseudonym import PseudonymKeyError, fingerprint, load_key
-from transforms.settings import Paths, get_paths
+from transforms.settings import REPO_ROOT, Paths, get_paths
 
 SUBMISSIONS = "submissions.json"
 
 
-def _reference_fingerprint(paths: Paths) -> str:
+def _inputs_fingerprint(paths: Paths) -> str:
+    """Reference data, overrides and scenarios: when any of them changes, marts and model are rebuilt."""
     h = hashlib.sha256()
-    for f in sorted(paths.reference.glob("*.csv")):
-        h.update(f.name.encode() + f.read_bytes())
+    files = [*sorted(paths.reference.glob("*.csv")), *checks.overrides_paths(paths.data_dir),
+             *sorted((REPO_ROOT / "data" / "scenarios").glob("*.yaml"))]
+    for f in files:
+        if f.exists():
+            h.update(str(f).encode() + f.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -94,8 +99,7 @@ def ingest_flow(data_dir: str, run_id: str, terms: list[str] | None = None, roun
 @flow(name="validate")
 def validate_flow(data_dir: str, run_id: str) -> dict:
     """The data contract (Great Expectations) on the reference data and every staged submission."""
-    from transforms import datadocs, reference_checks
-    from transforms import submission_checks as checks
+    from transforms import reference_checks
     from transforms.expectations import ContractReference
 
     paths = get_paths(data_dir)
@@ -122,7 +126,6 @@ def validate_flow(data_dir: str, run_id: str) -> dict:
 @flow(name="load")
 def load_flow(data_dir: str, run_id: str) -> dict:
     """One transaction: manifest, loaded rows, quarantine, superseded submissions, verdicts."""
-    from transforms import submission_checks as checks
 
     paths = get_paths(data_dir)
     work = runs.work_dir(paths, run_id)
@@ -215,6 +218,9 @@ def publish_flow(data_dir: str, run_id: str) -> str:
         (paths.published_dir / "DATA_DICTIONARY.md").write_text(warehouse.dictionary_markdown(con), encoding="utf-8")
     finally:
         con.close()
+    results = runs.work_dir(paths, run_id) / "gx_results"
+    if results.is_dir():  # Data Docs of this run's validations (a run with nothing new keeps the last site)
+        datadocs.build_data_docs(results, paths.published_dir / "data_docs", run_name=run_id)
     get_run_logger().info("published %s (%d columns documented) and Parquet exports", snap, documented)
     return str(snap)
 
@@ -261,24 +267,29 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
             data_dir, run_id, terms=terms, rounds=rounds)
         validate_flow(data_dir, run_id)
         totals = load_flow(data_dir, run_id)
-        fp = _reference_fingerprint(paths)
+        fp = _inputs_fingerprint(paths)
         con = warehouse.connect(paths.warehouse)
         try:
-            changed = (rebuild or terms is not None or rounds is not None or totals["files"] > 0
-                       or warehouse.get_state(con, "reference_fingerprint") != fp or not paths.snapshot.exists())
+            # Rebuild when the data moved on since the last publish (also after a run that died
+            # between its load and its publish), when reference inputs changed, or when asked.
+            version = warehouse.get_state(con, "data_version")
+            changed = (rebuild or terms is not None or rounds is not None or not paths.snapshot.exists()
+                       or version != warehouse.get_state(con, "published_version")
+                       or warehouse.get_state(con, "inputs_fingerprint") != fp)
         finally:
             con.close()
         result: dict = {}
         if changed:
             transform_flow(data_dir)
             model_flow(data_dir)
-            con = warehouse.connect(paths.warehouse)
-            try:
-                warehouse.set_state(con, "reference_fingerprint", fp)
-            finally:
-                con.close()
             publish_flow(data_dir, run_id)
             result = report_flow(data_dir, language=language)
+            con = warehouse.connect(paths.warehouse)
+            try:
+                warehouse.set_state(con, "inputs_fingerprint", fp)
+                warehouse.set_state(con, "published_version", version or "")
+            finally:
+                con.close()
         else:
             logger.info("no new files and no reference change: warehouse, snapshot and report unchanged")
         con = warehouse.connect(paths.warehouse)

@@ -15,31 +15,12 @@ import httpx
 import pandas as pd
 import pytest
 
-from transforms import runs, warehouse
+from tables import assert_same, contents
+from transforms import runs
 from transforms.settings import get_paths
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-# Columns that say which run did something and when: the run log, not the data.
-RUN_LOG_COLUMNS = {"run_id", "ingested_at"}
-
-
-def table_contents(path: Path) -> dict[str, pd.DataFrame]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        out = {}
-        for name in warehouse.table_names(con):
-            if name == "ops.runs":
-                continue
-            cols = [c for (c,) in con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE schema_name || '.' || table_name = ? "
-                "ORDER BY column_index", [name]).fetchall() if c not in RUN_LOG_COLUMNS]
-            out[name] = con.execute(f"SELECT {', '.join(cols)} FROM {name} ORDER BY ALL").df()
-        return out
-    finally:
-        con.close()
-
-
 @pytest.fixture(scope="module")
 def demo_data(small_demo, tmp_path_factory) -> Path:
     data_dir = tmp_path_factory.mktemp("ops")
@@ -53,17 +34,15 @@ def test_backfill_twice_leaves_every_table_identical(prefect_harness, demo_data)
 
     pipeline(data_dir=str(demo_data))
     wh = demo_data / "warehouse" / "lab2fab.duckdb"
-    after_run = table_contents(wh)
+    after_run = contents(wh)
     first = backfill(first_term="2023-1", last_term="2024-2", first_round="2025H1", last_round="2026H1",
                      data_dir=str(demo_data))
     assert first["files_new"] > 0
-    after_first = table_contents(wh)
+    after_first = contents(wh)
     backfill(first_term="2023-1", last_term="2024-2", first_round="2025H1", last_round="2026H1",
              data_dir=str(demo_data))
-    after_second = table_contents(wh)
-    assert after_first.keys() == after_second.keys()
-    for name in after_first:
-        pd.testing.assert_frame_equal(after_first[name], after_second[name], obj=name)
+    after_second = contents(wh)
+    assert_same(after_first, after_second)
     # and a backfill of everything derives exactly what the incremental runs had built
     for name in ("staging.enrollment", "staging.placements", "ops.manifest", "marts.enrollment_by_term"):
         pd.testing.assert_frame_equal(after_run[name], after_first[name], obj=name)

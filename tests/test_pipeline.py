@@ -4,24 +4,9 @@ from __future__ import annotations
 import shutil
 
 import duckdb
-import pandas as pd
 import pytest
 
-from transforms import warehouse
-
-
-def table_contents(path) -> dict[str, pd.DataFrame]:
-    """Every table's full content, in a stable order (run history excluded: it grows by design)."""
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        out = {}
-        for name in warehouse.table_names(con):
-            if name in ("ops.runs",):
-                continue
-            out[name] = con.execute(f"SELECT * FROM {name} ORDER BY ALL").df()
-        return out
-    finally:
-        con.close()
+from tables import assert_same, contents
 
 
 def data_rows(path) -> int:
@@ -104,12 +89,10 @@ def test_second_run_with_no_new_files_changes_nothing(first_run):
     from flows.pipeline import pipeline
 
     data_dir, _, _ = first_run
-    before = table_contents(data_dir / "warehouse" / "lab2fab.duckdb")
+    before = contents(data_dir / "warehouse" / "lab2fab.duckdb")
     snapshot_before = (data_dir / "published" / "lab2fab.duckdb").stat().st_mtime_ns
     result = pipeline(data_dir=str(data_dir))
     assert result["files_new"] == 0 and result["changed"] is False
-    after = table_contents(data_dir / "warehouse" / "lab2fab.duckdb")
-    assert before.keys() == after.keys()
-    for name in before:
-        pd.testing.assert_frame_equal(before[name], after[name], obj=name)
+    after = contents(data_dir / "warehouse" / "lab2fab.duckdb")
+    assert_same(before, after)
     assert (data_dir / "published" / "lab2fab.duckdb").stat().st_mtime_ns == snapshot_before

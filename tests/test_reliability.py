@@ -3,55 +3,39 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
-import pandas as pd
 import pytest
 
-from transforms import faults, warehouse
+from tables import assert_same, contents
+from transforms import faults
 
-RUN_LOG_COLUMNS = {"run_id", "ingested_at"}
+REPO = Path(__file__).resolve().parent.parent
 HELD_BACK = "2024-2"  # the term that arrives in the run that gets killed
 
 
-def contents(path: Path) -> dict[str, pd.DataFrame]:
-    """Every table's content, without the run log (which run did it, and when)."""
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        out = {}
-        for name in warehouse.table_names(con):
-            if name == "ops.runs":
-                continue
-            cols = [c for (c,) in con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE schema_name || '.' || table_name = ? "
-                "ORDER BY column_index", [name]).fetchall() if c not in RUN_LOG_COLUMNS]
-            out[name] = con.execute(f"SELECT {', '.join(cols)} FROM {name} ORDER BY ALL").df()
-        return out
-    finally:
-        con.close()
-
-
-def assert_same(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for name in a:
-        pd.testing.assert_frame_equal(a[name], b[name], obj=name)
-
-
-def lab2fab(data_dir: Path, *args: str, kill_at: str | None = None, wait: bool = True):
+def lab2fab(data_dir: Path, *args: str, kill_at: str | None = None) -> tuple[int, str]:
+    """Run the CLI in its own process group; afterwards, end whatever it left behind (a killed run's
+    ephemeral Prefect server would otherwise live on)."""
     env = {**os.environ, "PREFECT_HOME": str(data_dir.parent / f"prefect-{data_dir.name}")}
     env.pop("LAB2FAB_KILL_AT", None)
     if kill_at:
         env["LAB2FAB_KILL_AT"] = kill_at
-    cmd = [sys.executable, "-m", "flows.cli", "--data-dir", str(data_dir), *args]
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         cwd=Path(__file__).resolve().parent.parent)
-    if not wait:
-        return p
-    out, _ = p.communicate(timeout=600)
-    return p.returncode, out
+    log = data_dir.parent / f"{data_dir.name}-{kill_at or 'run'}.log"
+    with open(log, "w") as out:
+        p = subprocess.Popen([sys.executable, "-m", "flows.cli", "--data-dir", str(data_dir), *args], env=env,
+                             stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+        try:
+            rc = p.wait(timeout=600)
+        finally:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return rc, log.read_text()
 
 
 def copy_landing(src: Path, dst: Path, *, hold_back: str | None) -> None:
@@ -61,7 +45,7 @@ def copy_landing(src: Path, dst: Path, *, hold_back: str | None) -> None:
 
 
 @pytest.fixture(scope="module")
-def clean_run(small_demo, tmp_path_factory) -> dict[str, pd.DataFrame]:
+def clean_run(small_demo, tmp_path_factory) -> dict:
     """The reference: the whole demo collection loaded by one run that nobody disturbed."""
     data = tmp_path_factory.mktemp("clean") / "data"
     copy_landing(small_demo[0] / "landing", data / "landing", hold_back=None)

@@ -25,6 +25,8 @@ from transforms.normalise import (ENROLLMENT_REQUIRED, ENROLLMENT_RAW, PLACEMENT
 from transforms.readers import AliasTable, SubmissionRejected, read_submission
 from transforms.warehouse import AccountingError
 from transforms.warehouse import forget_periods as forget
+from transforms.warehouse import set_state
+from transforms import faults
 
 VALIDATION_BATCH_ROWS = 300_000  # bounds memory: staged files are validated this many rows at a time
 STAGING_COLUMNS = {
@@ -169,7 +171,8 @@ def _stage_one(f: LandedFile, seen_sha: dict, work_dir: Path, key: bytes, aliase
     except Exception as e:  # a reader defect must not stop the other universities' files
         logging.getLogger(__name__).exception("unexpected error reading %s", f.relpath)
         return Submission(f, "rejected", f"{f.relpath}: could not be read because of an internal error "
-                                         f"({e.__class__.__name__}); the data team has been alerted, no action needed")
+                                         f"({e.__class__.__name__}), logged for the data team; no action is needed "
+                                         "from the office")
     target = work_dir / f.dataset / f"{f.file_id}.parquet"
     target.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(target, index=False)
@@ -178,16 +181,6 @@ def _stage_one(f: LandedFile, seen_sha: dict, work_dir: Path, key: bytes, aliase
 
 
 # ---------------------------------------------------------------- validation
-
-def contract_reference(con) -> "contract.ContractReference":
-    """The registry, catalogue and host lists the contract checks against, from `ref.*`."""
-    codes = lambda sql: {r[0] for r in con.execute(sql).fetchall()}  # noqa: E731
-    return contract.ContractReference(
-        university_codes=codes("SELECT university_code FROM ref.universities"),
-        programme_codes=codes("SELECT programme_code FROM ref.programmes"),
-        host_codes=codes("SELECT host_code FROM ref.hosts"),
-    )
-
 
 def validate_staged(submissions: list[Submission], work_dir: Path, ref: "contract.ContractReference",
                     con=None) -> dict[str, int]:
@@ -209,16 +202,20 @@ def validate_staged(submissions: list[Submission], work_dir: Path, ref: "contrac
         suites = checks.Suites.build(dataset, ref)
         history = None
         if con is not None and dataset == "enrollment" and staged:
-            history = checks.History(con, staged=[{**checks.file_info(s), "parquet": s.staged} for s in staged],
-                                     universities={s.landed.university_code for s in staged},
-                                     catalogue=ref.programme_codes)
+            history = checks.History(con, universities={s.landed.university_code for s in staged})
+        # Enrollment terms in order, each in its own batches: what a batch will load becomes
+        # history for the later terms (so one run over many terms judges like one run per term).
+        periods = sorted({s.landed.term or "" for s in staged}) if history is not None else [None]
         issues, results, verdicts = [], [], []
         try:
-            for i, batch in enumerate(_batches(staged)):
+            batches = [b for p in periods for b in _batches([s for s in staged if p is None or (s.landed.term or "") == p])]
+            for i, batch in enumerate(batches):
                 frame = pd.concat([pd.read_parquet(s.staged) for s in batch], ignore_index=True)
                 frame.insert(0, "row_id", range(len(frame)))
                 files = checks.files_frame(checks.file_info(s) for s in batch)
                 outcome = checks.check_batch(frame, files, suites, history)
+                if history is not None:
+                    history.add(outcome, files)
                 issues.append(_issues(outcome.frame, outcome.row_failures, dataset))
                 results.append(_file_results(outcome.frame, outcome, files))
                 verdicts.append(outcome.verdicts)
@@ -301,6 +298,9 @@ def load_batch(con, submissions: list[Submission], work_dir: Path, run_id: str,
             forget(con, forget_periods)
         totals = _load(con, submissions, work_dir, run_id)
         checks.apply_overrides(con, overrides if overrides is not None else checks.read_overrides([]))
+        # The data changed: until a run publishes this version, marts and snapshot are behind.
+        set_state(con, "data_version", run_id)
+        faults.checkpoint("load")
         con.execute("COMMIT")
         return totals
     except BaseException:
@@ -331,7 +331,7 @@ def _load(con, submissions, work_dir: Path, run_id: str) -> dict[str, int]:
         if not staged:
             continue
         issues = str(work_dir / f"issues_{dataset}.parquet")
-        con.execute(f"""
+        con.execute("""
             INSERT INTO ops.row_issues BY NAME SELECT * FROM read_parquet(?)""", [issues])
         con.execute(f"""
             INSERT INTO staging.{dataset} BY NAME

@@ -217,8 +217,9 @@ def render(result: KitResult, max_rows: int = 200) -> str:
              f"Bộ kiểm tra dữ liệu lab2fab — {result.path}", ""]
     if result.exit_code == 2:
         return "\n".join(lines + ["Cannot check this file / Không thể kiểm tra tệp này:", f"  {result.reason}", ""])
+    period = "round / đợt" if result.dataset == "placements" else "term / học kỳ"
     lines.append(f"dataset: {result.dataset}; university / trường: {result.university_code or '-'}; "
-                 f"term / học kỳ: {result.term}")
+                 f"{period}: {result.term}")
     en, vi = VERDICT_TEXT[result.verdict]
     lines += ["", f"Verdict:   {en}", f"Kết luận:  {vi}", ""]
     if not result.rows:  # refused by the reader

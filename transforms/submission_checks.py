@@ -89,55 +89,68 @@ _HIST_COLUMNS = "file_id, university_code, term, programme_code, student_key, st
 
 
 class History:
-    """Earlier terms of the universities being checked, as two temp tables on a DuckDB connection.
+    """Earlier terms of the universities being checked, as temp tables on a DuckDB connection.
 
     ``source`` is the catalog holding ``ops.manifest`` and ``staging.enrollment`` (the warehouse, or
-    an attached read-only snapshot); nothing in it is written.  ``staged`` are files of the same
-    run (dicts of :func:`files_frame` columns plus ``parquet``), taken as history too; their rows
-    count only when their values pass the row rules the history depends on, so a value about to
-    be quarantined does not become some other row's "previous term".  ``with_keys`` False (the
-    kit with a throwaway pseudonymisation key) keeps the per-file baseline counts but skips
-    everything that needs the student key (status transitions, unaccounted students).
+    an attached read-only snapshot); nothing in it is written.  The history starts as the current
+    submissions there; :meth:`add` then appends what a batch of this run will load (files not
+    rejected, rows without an error), so terms validated in order see earlier terms of the same
+    run exactly as a later run would see them in the warehouse: a whole collection loaded at once
+    and the same collection loaded term by term get the same results.  ``with_keys`` False (the
+    kit with a throwaway pseudonymisation key) keeps the per-file baselines but skips everything
+    that needs the student key (status transitions, unaccounted students).
     """
 
-    def __init__(self, con, *, source: str | None = None, staged: Iterable[dict] = (), with_keys: bool = True,
-                 universities: Iterable[str] | None = None, catalogue: Iterable[str] = ()):
+    def __init__(self, con, *, source: str | None = None, with_keys: bool = True,
+                 universities: Iterable[str] | None = None):
         self.con, self.with_keys = con, with_keys
-        src = source or con.execute("SELECT current_database()").fetchall()[0][0]
-        staged = [s for s in staged if s.get("parquet")]
-        unis = sorted({u for u in (universities or []) if u} | {s["university_code"] for s in staged if s["university_code"]})
-        _register(con, "l2f_staged_files", files_frame({k: s[k] for k in ("file_id", "university_code", "term", "rows", "mtime", "path")}
-                                                     for s in staged))
-        uni_filter = "AND university_code IN (SELECT unnest(?::VARCHAR[]))" if universities is not None else ""
+        src = '"{}"'.format((source or con.execute("SELECT current_database()").fetchall()[0][0]).replace('"', '""'))
+        unis = sorted({u for u in (universities or []) if u})
+        where = "AND university_code IN (SELECT unnest(?::VARCHAR[]))" if universities is not None else ""
+        params = [unis] if universities is not None else []
+        # Candidates: every current submission; l2f_hist_files keeps the newest per university and
+        # term (as ingest._supersede will), l2f_hist_rows their rows.
         con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE l2f_hist_files AS
-            SELECT file_id, university_code, term, rows, mtime, path, in_run FROM (
-                SELECT file_id, university_code, term, rows_read AS rows, mtime, path, false AS in_run
-                FROM {src}.ops.manifest
-                WHERE dataset = 'enrollment' AND status = 'loaded' AND term IS NOT NULL {uni_filter}
-                UNION ALL
-                SELECT file_id, university_code, term, rows, mtime, path, true AS in_run FROM l2f_staged_files
-            )
-            -- the newest submission per university and term, as _supersede will decide; a file taken
-            -- again by a backfill is read from this run's staging, not twice
-            QUALIFY row_number() OVER (PARTITION BY university_code, term ORDER BY mtime DESC, path DESC, in_run DESC) = 1""",
-                    [unis] if universities is not None else [])
-        con.unregister("l2f_staged_files")
-        parts = [f"""SELECT {_HIST_COLUMNS} FROM {src}.staging.enrollment
-                     WHERE file_id IN (SELECT file_id FROM l2f_hist_files WHERE NOT in_run)"""]
-        params: list = []
-        if staged:
-            parts.append(f"""
-                SELECT {_HIST_COLUMNS} FROM read_parquet(?::VARCHAR[], union_by_name = true)
-                WHERE file_id IN (SELECT file_id FROM l2f_hist_files WHERE in_run)
-                  AND student_key IS NOT NULL AND programme_code IN (SELECT unnest(?::VARCHAR[]))
-                  AND status IN (SELECT unnest(?::VARCHAR[])) AND degree_level IN (SELECT unnest(?::VARCHAR[]))
-                  AND study_year BETWEEN 1 AND 7 AND intake_year BETWEEN 1990 AND term_year""")
-            params += [[str(s["parquet"]) for s in staged], sorted(catalogue), list(STATUSES), sorted(DEGREE_YEARS)]
-        con.execute(f"CREATE OR REPLACE TEMP TABLE l2f_hist_rows AS {' UNION ALL '.join(parts)}", params)
+            CREATE OR REPLACE TEMP TABLE l2f_candidates AS
+            SELECT file_id, university_code, term, rows_read AS rows, mtime, path
+            FROM {src}.ops.manifest
+            WHERE dataset = 'enrollment' AND status = 'loaded' AND term IS NOT NULL {where}""", params)
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE l2f_rows AS
+            SELECT {_HIST_COLUMNS} FROM {src}.staging.enrollment
+            WHERE file_id IN (SELECT file_id FROM l2f_candidates)""")
+        con.execute("""
+            CREATE OR REPLACE TEMP VIEW l2f_hist_files AS
+            SELECT * FROM l2f_candidates
+            QUALIFY row_number() OVER (PARTITION BY university_code, term ORDER BY mtime DESC, path DESC) = 1""")
+        con.execute("""
+            CREATE OR REPLACE TEMP VIEW l2f_hist_rows AS
+            SELECT * FROM l2f_rows WHERE file_id IN (SELECT file_id FROM l2f_hist_files)""")
+
+    def add(self, outcome: "BatchOutcome", files: pd.DataFrame) -> None:
+        """What this batch will load becomes history for the batches of later terms."""
+        kept = files[files["file_id"].isin(outcome.verdicts.loc[outcome.verdicts["verdict"] != REJECTED, "file_id"])
+                     & (files["rows"] > 0)]
+        f = outcome.row_failures
+        bad = set(f.loc[f["severity"] == ERROR, "row_id"])
+        rows = outcome.frame[outcome.frame["file_id"].isin(kept["file_id"]) & ~outcome.frame["row_id"].isin(bad)]
+        cols = [c.strip() for c in _HIST_COLUMNS.split(",")]
+        _register(self.con, "l2f_new_files", kept[["file_id", "university_code", "term", "rows", "mtime", "path"]])
+        _register(self.con, "l2f_new_rows", rows[cols])
+        try:
+            # A file taken again by a backfill replaces its warehouse copy.
+            self.con.execute("DELETE FROM l2f_candidates WHERE file_id IN (SELECT file_id FROM l2f_new_files)")
+            self.con.execute("DELETE FROM l2f_rows WHERE file_id IN (SELECT file_id FROM l2f_new_files)")
+            self.con.execute("INSERT INTO l2f_candidates BY NAME SELECT * FROM l2f_new_files")
+            self.con.execute(f"INSERT INTO l2f_rows BY NAME SELECT {_HIST_COLUMNS} FROM l2f_new_rows")
+        finally:
+            self.con.unregister("l2f_new_files")
+            self.con.unregister("l2f_new_rows")
 
     def close(self) -> None:
-        for t in ("l2f_hist_files", "l2f_hist_rows"):
+        for view in ("l2f_hist_rows", "l2f_hist_files"):
+            self.con.execute(f"DROP VIEW IF EXISTS {view}")
+        for t in ("l2f_candidates", "l2f_rows"):
             self.con.execute(f"DROP TABLE IF EXISTS {t}")
 
     def __enter__(self) -> "History":
