@@ -32,8 +32,9 @@ def _demo(args) -> int:
 def _run(args) -> int:
     from flows.pipeline import pipeline
 
-    _print_run(pipeline(data_dir=args.data_dir, rebuild=args.rebuild, wait_for_lock_seconds=args.wait,
-                        language=args.language))
+    _print_run(pipeline(data_dir=args.data_dir, rebuild=args.rebuild or bool(args.scenario),
+                        wait_for_lock_seconds=args.wait, language=args.language, scenarios=args.scenario or None,
+                        draws=args.draws))
     return 0
 
 
@@ -131,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rebuild", action="store_true", help="rebuild marts, model and report even with no new files")
     r.add_argument("--wait", type=float, default=0.0, help="seconds to wait if another run holds the warehouse")
     r.add_argument("--language", choices=["en", "vi"], default="en", help="language of the report")
+    r.add_argument("--scenario", action="append", help="model scenario (a file in data/scenarios); repeatable; "
+                   "default all; implies --rebuild")
+    r.add_argument("--draws", type=int, default=1000, help="Monte Carlo draws of the model")
     r.set_defaults(func=_run)
 
     b = sub.add_parser("backfill", help="run ingestion and everything downstream again for a range of terms")

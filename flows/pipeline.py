@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from pydantic import Field
 
 from flows.runners import task_runner
 from transforms import datadocs, faults, landing, model, report, runs, warehouse
@@ -249,7 +250,7 @@ def report_flow(data_dir: str, language: str = "en") -> dict:
 
 def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_seconds: float = 0.0,
                terms: list[str] | None = None, rounds: list[str] | None = None, max_concurrency: int = 2,
-               language: str = "en") -> dict:
+               language: str = "en", scenarios: list[str] | None = None, draws: int = model.DEFAULT_DRAWS) -> dict:
     """ingest -> validate -> load -> transform -> model -> publish -> report, under the writer lock.
 
     Regular runs take new files only; a backfill (`terms`/`rounds`) takes every file of those
@@ -281,7 +282,7 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
         result: dict = {}
         if changed:
             transform_flow(data_dir)
-            model_flow(data_dir)
+            model_flow(data_dir, scenarios=scenarios, draws=draws)
             publish_flow(data_dir, run_id)
             result = report_flow(data_dir, language=language)
             con = warehouse.connect(paths.warehouse)
@@ -305,6 +306,10 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
 
 @flow(name="lab2fab-pipeline", log_prints=True)
 def pipeline(data_dir: str | None = None, rebuild: bool = False, wait_for_lock_seconds: float = 0.0,
-             language: Literal["en", "vi"] = "en") -> dict:
-    """The scheduled run: take what universities have sent since the last run, end to end."""
-    return run_stages(data_dir, rebuild=rebuild, wait_for_lock_seconds=wait_for_lock_seconds, language=language)
+             language: Literal["en", "vi"] = "en", scenarios: list[str] | None = None,
+             draws: Annotated[int, Field(ge=10, le=100_000)] = model.DEFAULT_DRAWS) -> dict:
+    """The scheduled run: take what universities have sent since the last run, end to end.
+
+    `scenarios` (names of files in data/scenarios; default all) and `draws` steer the model."""
+    return run_stages(data_dir, rebuild=rebuild, wait_for_lock_seconds=wait_for_lock_seconds, language=language,
+                      scenarios=scenarios, draws=draws)
