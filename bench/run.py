@@ -523,20 +523,21 @@ class Bench:
         report["table"] = table_rows(report)
         report["targets"] = check_targets(report)
         report["growth"] = growth(report)
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        results = Path(self.args.results_dir)
+        results.mkdir(parents=True, exist_ok=True)
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
         for name in ([f"bench-{stamp}.json"] if partial else [f"bench-{stamp}.json", "latest.json"]):
-            tmp = RESULTS / (name + ".tmp")
+            tmp = results / (name + ".tmp")
             tmp.write_text(json.dumps(strip_outputs(report), indent=2, default=str) + "\n")
-            os.replace(tmp, RESULTS / name)
+            os.replace(tmp, results / name)
         if not partial:
             md = markdown(report)
-            tmp = RESULTS / "latest.md.tmp"
+            tmp = results / "latest.md.tmp"
             tmp.write_text(md)
-            os.replace(tmp, RESULTS / "latest.md")
+            os.replace(tmp, results / "latest.md")
             print()
             print(md)
-            print(f"results: {RESULTS / f'bench-{stamp}.json'} (and latest.json, latest.md)")
+            print(f"results: {results / f'bench-{stamp}.json'} (and latest.json, latest.md)")
         return report
 
 
@@ -671,6 +672,7 @@ def growth(report: dict) -> dict:
     smallest to the largest scale."""
     scales = report["scales"]
     startup = (report.get("startup") or {}).get("wall_s") or 0.0
+    startup_cpu = (report.get("startup") or {}).get("cpu_s") or 0.0
     rows = [(s.get("enrollment_rows") or 0) + (s.get("placement_rows") or 0) for s in scales.values()]
     series = {
         "floor": [_get(s, "floor") for s in scales.values()],
@@ -679,6 +681,12 @@ def growth(report: dict) -> dict:
         "incremental_beyond_startup": [(_get(s, "incremental") - startup) if _get(s, "incremental") else None
                                        for s in scales.values()],
         "noop_beyond_startup": [(_get(s, "noop") - startup) if _get(s, "noop") else None for s in scales.values()],
+        "floor_cpu": [_get(s, "floor", "cpu_s") for s in scales.values()],
+        "backfill_cpu": [_get(s, "backfill", "cpu_s") for s in scales.values()],
+        "incremental_cpu_beyond_startup": [(_get(s, "incremental", "cpu_s") - startup_cpu)
+                                           if _get(s, "incremental", "cpu_s") else None for s in scales.values()],
+        "noop_cpu_beyond_startup": [(_get(s, "noop", "cpu_s") - startup_cpu) if _get(s, "noop", "cpu_s") else None
+                                    for s in scales.values()],
         "model": [(s.get("model") or {}).get("inner_s") for s in scales.values()],
         "query": [(s.get("query") or {}).get("inner_s") for s in scales.values()],
     }
@@ -708,11 +716,13 @@ def check_targets(report: dict) -> dict:
     verdict("backfill_within_3x_floor", round(bf / fl, 2) if bf and fl else None, TARGETS["backfill_vs_floor"])
     inc = _get(s, "incremental")
     exp = g["incremental_beyond_startup"]["exponent"]
+    exp_cpu = g["incremental_cpu_beyond_startup"]["exponent"]
     verdict("incremental_beyond_startup_s", round(inc - startup, 1) if inc else None,
-            TARGETS["incremental_beyond_startup"], f"growth exponent with the history: {exp}")
-    out["incremental_flat_with_history"] = {"value": exp, "limit": 0.25,
-                                            "met": None if exp is None else exp <= 0.25,
-                                            "note": "exponent b of (time beyond start-up) ~ rows^b"}
+            TARGETS["incremental_beyond_startup"], f"growth exponent with the history: {exp} (wall), {exp_cpu} (CPU)")
+    # Judged on CPU seconds: on a shared machine wall-clock differences between scales are mostly noise.
+    out["incremental_flat_with_history"] = {"value": exp_cpu, "limit": 0.25,
+                                            "met": None if exp_cpu is None else exp_cpu <= 0.25,
+                                            "note": "exponent b of (CPU seconds beyond start-up) ~ rows^b"}
     noop = _get(s, "noop")
     verdict("noop_beyond_startup_s", round(noop - startup, 1) if noop else None, TARGETS["noop_beyond_startup"])
     model = (s.get("model") or {}).get("inner_s")
@@ -799,6 +809,7 @@ def parse_args(argv):
     p.add_argument("--task-runner", choices=["thread", "dask"], default=None,
                    help="LAB2FAB_TASK_RUNNER for the pipeline runs (default: the environment's, else thread)")
     p.add_argument("--work-dir", default=str(ROOT / "bench" / "work"), help="where demo data and warehouses go")
+    p.add_argument("--results-dir", default=str(RESULTS), help="where the JSON and Markdown go (default bench/results/)")
     p.add_argument("--seed", type=int, default=20261128)
     p.add_argument("--timeout", type=float, default=3 * 3600, help="seconds before one run is killed")
     args = p.parse_args(argv)

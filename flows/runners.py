@@ -67,13 +67,3 @@ def task_runner(max_workers: int):
         },
     )
 
-
-def describe(max_workers: int) -> str:
-    """One line for the run log: which runner the staging tasks use."""
-    if runner_kind() == "thread":
-        return f"thread pool, {max(1, int(max_workers))} workers"
-    address = os.environ.get(ADDRESS_ENV, "").strip()
-    if address:
-        return f"Dask cluster at {address}"
-    return (f"local Dask cluster, {_positive_int(WORKERS_ENV, max(1, int(max_workers)))} worker processes x "
-            f"{_positive_int(THREADS_ENV, 1)} threads")

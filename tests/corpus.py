@@ -176,7 +176,6 @@ def xlsx_bytes(rows, *, sheet="Sheet1", before=(), title_rows=(), merges=(), oth
     for r in before:
         ws.append(list(r))
     ws.append(header)
-    canon_at = {c: j for j, c in enumerate(header)}
     for r in data:
         out = []
         for j, v in enumerate(r):
@@ -202,7 +201,6 @@ def xlsx_bytes(rows, *, sheet="Sheet1", before=(), title_rows=(), merges=(), oth
                 ws.cell(row=i, column=j).border = Border(top=thin)
         for i in range(1, last + 1):
             ws.cell(row=i, column=len(header) + 3).border = Border(left=thin)
-    del canon_at
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

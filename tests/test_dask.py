@@ -19,6 +19,8 @@ from transforms import warehouse
 
 # Columns that say which run did something and when: the run log, not the data.
 RUN_LOG_COLUMNS = {"run_id", "ingested_at", "started_at", "finished_at"}
+# Run ids kept as values elsewhere (e.g. ops.state's data_version): masked, since each run has its own.
+RUN_ID = r"\b\d{8}T\d{6}-[0-9a-f]{6}\b"
 
 
 def table_contents(path: Path) -> dict[str, pd.DataFrame]:
@@ -31,8 +33,12 @@ def table_contents(path: Path) -> dict[str, pd.DataFrame]:
             cols = [c for (c,) in con.execute(
                 "SELECT column_name FROM duckdb_columns() WHERE schema_name || '.' || table_name = ? "
                 "ORDER BY column_index", [name]).fetchall() if c not in RUN_LOG_COLUMNS]
-            out[name] = con.execute(f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in cols)} "
-                                    f"FROM {name} ORDER BY ALL").df()
+            frame = con.execute(f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in cols)} "
+                                f"FROM {name} ORDER BY ALL").df()
+            for c in frame.columns:
+                if pd.api.types.is_string_dtype(frame[c]) or frame[c].dtype == object:
+                    frame[c] = frame[c].astype("string").str.replace(RUN_ID, "<run>", regex=True)
+            out[name] = frame
         return out
     finally:
         con.close()

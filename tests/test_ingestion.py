@@ -7,7 +7,9 @@ canonical result, every file's status and reason, and rows read = loaded + quara
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import os
 import random
@@ -34,7 +36,6 @@ VALUES = N.ValueAliases.from_csv(REF / "value_aliases.csv")
 COHORTS = N.CohortConventions.from_csv(REF / "cohort_conventions.csv")
 REQ = N.ENROLLMENT_REQUIRED
 KEY = os.environ["LAB2FAB_PSEUDONYM_KEY"].encode()
-GENDER = {"M": "M", "F": "F"}
 
 
 def read(data: bytes, suffix: str = ".csv", *, sheet=None, aliases=ALIASES) -> readers.RawTable:
@@ -215,7 +216,6 @@ def test_xlsx_sheet_choice():
 
 def test_xlsx_hidden_first_sheet_is_skipped():
     from openpyxl import load_workbook
-    import io
     book = C.xlsx_bytes(C.records(), sheet="Data", first_sheet=("Lookup", [["Mã ngành", "Trình độ", "Giới tính"]]))
     wb = load_workbook(io.BytesIO(book))
     wb["Lookup"].sheet_state = "hidden"
@@ -560,7 +560,6 @@ def test_random_cells_with_a_real_header_end_as_a_table_or_a_rejection(rows, del
 def test_random_xlsx_cells_end_as_a_table_or_a_rejection(rows):
     from openpyxl import Workbook
     from openpyxl.utils.exceptions import IllegalCharacterError
-    import io
     wb = Workbook()
     ws = wb.active
     try:
@@ -800,8 +799,7 @@ def test_feedback_per_university_and_term(corpus_run, tmp_path):
     assert (reason["file"], reason["line"], reason["field"], reason["severity"]) == ("ds_sinhvien.csv", 10, "gender", "error")
     assert reason["message_vi"].startswith("Thiếu giới tính") and reason["original_values"]["gender"].startswith("'=")
     rows = (tmp_path / "HCMUT" / f"{TERM}.csv").read_text(encoding="utf-8-sig")
-    import csv as _csv
-    cells = [c for r in _csv.reader(rows.splitlines()) for c in r]
+    cells = [c for r in csv.reader(rows.splitlines()) for c in r]
     assert not any(c.startswith(("=", "+", "-", "@")) for c in cells)
     assert any(c.startswith("'=HYPERLINK") or '"gender": "\'=HYPERLINK' in c for c in cells)
     dut = doc("DUT")

@@ -25,6 +25,7 @@ import csv
 import errno
 import hashlib
 import io
+import logging
 import os
 import re
 import stat
@@ -671,7 +672,9 @@ def _read_xlsx(data: bytes, name: str, aliases: AliasTable, required: set[str], 
         if what in ("EntitiesForbidden", "DTDForbidden", "ExternalReferenceForbidden", "NotSupportedError"):
             raise _xlsx_error(name, "contains XML entity declarations or external references, which are not "
                                     "allowed (a crafted file); it was not read") from None
-        raise _xlsx_error(name, f"cannot be read as XLSX ({what}: {str(e)[:200]})") from None
+        # The exception text may quote cell contents: it goes to the log, not into the manifest.
+        logging.getLogger(__name__).info("%s: cannot be read as XLSX: %s: %s", name, what, str(e)[:500])
+        raise _xlsx_error(name, f"cannot be read as XLSX ({what})") from None
     finally:
         if reader is not None:
             reader.archive.close()
