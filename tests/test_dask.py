@@ -14,35 +14,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-
-from transforms import warehouse
-
-# Columns that say which run did something and when: the run log, not the data.
-RUN_LOG_COLUMNS = {"run_id", "ingested_at", "started_at", "finished_at"}
-# Run ids kept as values elsewhere (e.g. ops.state's data_version): masked, since each run has its own.
-RUN_ID = r"\b\d{8}T\d{6}-[0-9a-f]{6}\b"
-
-
-def table_contents(path: Path) -> dict[str, pd.DataFrame]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        out = {}
-        for name in warehouse.table_names(con):
-            if name == "ops.runs":
-                continue
-            cols = [c for (c,) in con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE schema_name || '.' || table_name = ? "
-                "ORDER BY column_index", [name]).fetchall() if c not in RUN_LOG_COLUMNS]
-            frame = con.execute(f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in cols)} "
-                                f"FROM {name} ORDER BY ALL").df()
-            for c in frame.columns:
-                if pd.api.types.is_string_dtype(frame[c]) or frame[c].dtype == object:
-                    frame[c] = frame[c].astype("string").str.replace(RUN_ID, "<run>", regex=True)
-            out[name] = frame
-        return out
-    finally:
-        con.close()
-
+from tables import contents
 
 def _backfill(data_dir: Path, summary: dict) -> dict:
     from flows.backfill import backfill
@@ -108,8 +80,8 @@ def test_backfill_on_a_local_dask_cluster_matches_the_thread_runner(prefect_harn
     assert by_dask["files_new"] == by_threads["files_new"] > 0
     for k in ("files_seen", "rows_read", "rows_loaded", "rows_quarantined"):
         assert by_dask[k] == by_threads[k], k
-    a = table_contents(threads / "warehouse" / "lab2fab.duckdb")
-    b = table_contents(dask / "warehouse" / "lab2fab.duckdb")
+    a = contents(threads / "warehouse" / "lab2fab.duckdb")
+    b = contents(dask / "warehouse" / "lab2fab.duckdb")
     assert a.keys() == b.keys()
     assert len(a["staging.enrollment"]) > 0
     for name in a:
