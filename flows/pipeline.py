@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from flows.runners import task_runner
-from transforms import datadocs, faults, landing, model, report, runs, warehouse
+from transforms import datadocs, faults, feedback, landing, model, report, runs, warehouse
 from transforms import ingest as ing
 from transforms import submission_checks as checks
 from transforms.pseudonym import PseudonymKeyError, fingerprint, load_key
@@ -217,12 +217,15 @@ def publish_flow(data_dir: str, run_id: str) -> str:
         snap = warehouse.publish(con, paths.snapshot, run_id)
         warehouse.export_parquet(con, paths.published_dir, run_id)
         (paths.published_dir / "DATA_DICTIONARY.md").write_text(warehouse.dictionary_markdown(con), encoding="utf-8")
+        # What each university office gets back: accepted / with warnings / rejected, and why.
+        feedback_files = feedback.write_feedback(con, paths.published_dir / "feedback")
     finally:
         con.close()
     results = runs.work_dir(paths, run_id) / "gx_results"
     if results.is_dir():  # Data Docs of this run's validations (a run with nothing new keeps the last site)
         datadocs.build_data_docs(results, paths.published_dir / "data_docs", run_name=run_id)
-    get_run_logger().info("published %s (%d columns documented) and Parquet exports", snap, documented)
+    get_run_logger().info("published %s (%d columns documented), Parquet exports and %d feedback files",
+                          snap, documented, feedback_files)
     return str(snap)
 
 

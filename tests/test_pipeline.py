@@ -1,6 +1,7 @@
 """The whole pipeline on a small demo collection, with real Prefect, DuckDB and GX."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import duckdb
@@ -69,7 +70,7 @@ def test_injected_mistakes_are_quarantined_with_reasons(first_run):
 
 
 def test_layers_agree_and_model_runs(first_run):
-    data_dir, _, result = first_run
+    data_dir, summary, result = first_run
     con = duckdb.connect(str(data_dir / "published" / "lab2fab.duckdb"), read_only=True)
     staged = con.execute("SELECT count(*) FROM staging.enrollment").fetchone()[0]
     assert con.execute("SELECT sum(students) FROM marts.enrollment_by_term").fetchone()[0] == staged
@@ -83,6 +84,10 @@ def test_layers_agree_and_model_runs(first_run):
     columns = {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns()").fetchall()}
     assert not columns & {"full_name", "national_id", "birth_date", "student_id"}
     assert (data_dir / "published" / "report.html").read_text().count("engineers") > 0
+    # each university office gets its result back, per term, as JSON, Markdown and CSV
+    rejected = json.loads((data_dir / "published" / "feedback" / summary["rejected_file"].split("/")[1] /
+                           f"{summary['rejected_file'].split('/')[2]}.json").read_text())
+    assert "rejected" in json.dumps(rejected)
 
 
 def test_second_run_with_no_new_files_changes_nothing(first_run):
