@@ -29,7 +29,7 @@ bench: $(STAMP)
 	$(PY) bench/run.py
 
 clean:
-	rm -rf data/landing data/warehouse data/published data/gx
+	rm -rf data/landing data/warehouse data/history data/published data/gx
 
 # Debian's Chromium (and Noto fonts for Vietnamese) for the report's headless-browser test (issue 7).
 browser:

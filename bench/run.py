@@ -467,7 +467,7 @@ class Bench:
                             "--concurrency", str(a.concurrency))
 
         def fresh(_i):
-            for sub in ("warehouse", "published"):
+            for sub in ("warehouse", "published", "history"):
                 shutil.rmtree(data_dir / sub, ignore_errors=True)
 
         self.say(f"scale {scale:g}: full backfill into an empty warehouse")

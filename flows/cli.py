@@ -1,7 +1,8 @@
-"""`lab2fab` command line: demo, run, query."""
+"""`lab2fab` command line: demo, run, backfill, rebuild, validate, dictionary, query."""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -59,6 +60,13 @@ def _backfill(args) -> int:
     _print_run(backfill(first_term=args.from_term, last_term=args.to_term, first_round=args.from_round,
                         last_round=args.to_round, data_dir=args.data_dir, max_concurrency=args.concurrency,
                         wait_for_lock_seconds=args.wait))
+    return 0
+
+
+def _rebuild(args) -> int:
+    from flows.pipeline import rebuild_warehouse
+
+    _print_run(rebuild_warehouse(data_dir=args.data_dir, wait_for_lock_seconds=args.wait))
     return 0
 
 
@@ -146,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--wait", type=float, default=0.0, help="seconds to wait if another run holds the warehouse")
     b.set_defaults(func=_backfill)
 
+    rb = sub.add_parser("rebuild", help="re-create a lost or damaged warehouse from the landing zone and the "
+                        "manifest history (the old file is kept aside)")
+    rb.add_argument("--wait", type=float, default=0.0, help="seconds to wait if another run holds the warehouse")
+    rb.set_defaults(func=_rebuild)
+
     dd = sub.add_parser("dictionary", help="print the data dictionary generated from the published snapshot")
     dd.add_argument("--out", default=None, help="write it to this file instead")
     dd.set_defaults(func=_dictionary)
@@ -167,11 +180,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# errno values that mean the disk (or the user's quota, or the file size limit) is full
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def explain(e: BaseException) -> str | None:
+    """What a data engineer should read when a run stops on a known condition (None: a bug, show the traceback)."""
+    import duckdb
+
+    from transforms import runs, warehouse
+    from transforms.pseudonym import PseudonymKeyError
+    from transforms.recovery import RecoveryError
+
+    after = ("Nothing half-done is visible: the load is one transaction and analysts keep the last complete "
+             "snapshot. The next run picks up from the last committed load, with no clean-up needed.")
+    if isinstance(e, (runs.WarehouseBusy, warehouse.WarehouseDamaged, PseudonymKeyError, RecoveryError,
+                      warehouse.AccountingError)):
+        return str(e)
+    if isinstance(e, OSError):
+        what = ("free disk space" if e.errno in _FULL else
+                "let the user running lab2fab write there" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+                else "fix the cause")
+        return f"could not write or read {e.filename or 'a file'}: {e.strerror or e}. {after} {what[0].upper()}{what[1:]}, then run again."
+    if isinstance(e, duckdb.IOException):
+        return f"the warehouse could not be written: {e}. {after} Free disk space or fix permissions, then run again."
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.data_dir:
         args.data_dir = str(Path(args.data_dir).resolve())
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as e:  # noqa: BLE001 - known conditions get a plain message, anything else its traceback
+        message = explain(e)
+        if message is None:
+            raise
+        print(f"\nlab2fab {args.command}: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

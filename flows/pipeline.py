@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from flows.runners import task_runner
-from transforms import datadocs, faults, feedback, landing, model, report, runs, warehouse
+from transforms import datadocs, faults, feedback, landing, model, recovery, report, runs, warehouse
 from transforms import ingest as ing
 from transforms import submission_checks as checks
 from transforms.pseudonym import PseudonymKeyError, fingerprint, load_key
@@ -65,15 +65,18 @@ def ingest_flow(data_dir: str, run_id: str, terms: list[str] | None = None, roun
     """
     paths = get_paths(data_dir)
     logger = get_run_logger()
-    key = load_key(paths.secrets)
     backfill = terms is not None or rounds is not None
     periods = set(terms or []) | set(rounds or [])
-    con = warehouse.connect(paths.warehouse)
-    try:
-        expected = warehouse.get_state(con, "key_fingerprint")
-        known = ing.KnownFiles.from_warehouse(con, exclude_periods=periods if backfill else None)
-    finally:
-        con.close()
+    expected, known = None, ing.KnownFiles({}, {})
+    if paths.warehouse.exists():  # read only: a run with the wrong key must not change a byte
+        con = warehouse.connect(paths.warehouse, read_only=True)
+        try:
+            expected = warehouse.get_state(con, "key_fingerprint")
+            known = ing.KnownFiles.from_warehouse(con, exclude_periods=periods if backfill else None)
+        finally:
+            con.close()
+    # A local demo key is made only for a new warehouse: once data is pseudonymised, a missing key stops the run.
+    key = load_key(paths.secrets, allow_demo_key=expected is None)
     if expected and expected != fingerprint(key):
         raise PseudonymKeyError(
             "the pseudonymisation key is not the one this warehouse was built with; nothing was written. "
@@ -253,12 +256,15 @@ def report_flow(data_dir: str, language: str = "en") -> dict:
 
 def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_seconds: float = 0.0,
                terms: list[str] | None = None, rounds: list[str] | None = None, max_concurrency: int = 2,
-               language: str = "en", scenarios: list[str] | None = None, draws: int = model.DEFAULT_DRAWS) -> dict:
+               language: str = "en", scenarios: list[str] | None = None, draws: int = model.DEFAULT_DRAWS,
+               recover: bool = False) -> dict:
     """ingest -> validate -> load -> transform -> model -> publish -> report, under the writer lock.
 
     Regular runs take new files only; a backfill (`terms`/`rounds`) takes every file of those
     periods again and replaces what the warehouse held for them. With nothing new and unchanged
-    reference data, the warehouse, snapshot and report are left as they are.
+    reference data, the warehouse, snapshot and report are left as they are. `recover` re-creates
+    a lost or damaged warehouse from the landing zone and the manifest history (transforms/recovery.py).
+    Every run ends by saving the manifest history.
     """
     paths = get_paths(data_dir).ensure()
     data_dir = str(paths.data_dir)
@@ -267,10 +273,24 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
     logger = get_run_logger()
     with runs.writer_lock(paths, timeout=wait_for_lock_seconds):
         runs.clear_stale_work(paths, keep=run_id)
+        if not recover:
+            recovery.require_warehouse_or_no_history(paths)
+        if recover:
+            history, notes, aside = recovery.prepare_rebuild(paths, run_id)
+            for note in notes:
+                logger.warning("%s", note)
+            logger.info("rebuilding the warehouse from the landing zone and the history of %d files; the old file %s",
+                        len(history.manifest), f"is kept as {aside}" if aside else "was missing")
         seen = ingest_flow.with_options(task_runner=task_runner(max_concurrency))(
             data_dir, run_id, terms=terms, rounds=rounds)
         validate_flow(data_dir, run_id)
         totals = load_flow(data_dir, run_id)
+        if recover:
+            con = warehouse.connect(paths.warehouse)
+            try:
+                logger.info("arrival record restored for %d files", recovery.restore_arrivals(con, history))
+            finally:
+                con.close()
         fp = _inputs_fingerprint(paths)
         con = warehouse.connect(paths.warehouse)
         try:
@@ -299,12 +319,20 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
         con = warehouse.connect(paths.warehouse)
         try:
             warehouse.record_run(con, run_id, started, seen, totals, changed)
+            recovery.save_history(con, paths.history)
         finally:
             con.close()
         runs.clear_stale_work(paths, keep="")
     result.update(seen, **totals, changed=changed, run_id=run_id, warehouse=str(paths.warehouse),
                   snapshot=str(paths.snapshot), report=str(paths.report))
     return result
+
+
+@flow(name="lab2fab-rebuild", log_prints=True)
+def rebuild_warehouse(data_dir: str | None = None, wait_for_lock_seconds: float = 0.0) -> dict:
+    """Re-create a lost or damaged warehouse from the landing zone and the manifest history; the
+    old file is moved aside, never deleted. The result has the content the lost warehouse had."""
+    return run_stages(data_dir, recover=True, wait_for_lock_seconds=wait_for_lock_seconds)
 
 
 @flow(name="lab2fab-pipeline", log_prints=True)

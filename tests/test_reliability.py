@@ -1,72 +1,119 @@
-"""Reliability: runs killed mid-way, concurrent runs, and what analysts see meanwhile."""
+"""Reliability (issue 9), each scenario done for real to a pipeline run in its own process:
+killed mid-run, write errors, two runs at once, a damaged or lost warehouse, a wrong or
+missing key, and a scan of everything a run leaves for personal data."""
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
+import unicodedata
 from pathlib import Path
 
+import duckdb
+import pandas as pd
 import pytest
 
 from tables import assert_same, contents
 from transforms import faults
+from transforms.readers import AliasTable, SubmissionRejected, read_submission
 
 REPO = Path(__file__).resolve().parent.parent
-HELD_BACK = "2024-2"  # the term that arrives in the run that gets killed
+HELD_BACK = "2024-2"  # the term that arrives in the run under test
 
 
-def lab2fab(data_dir: Path, *args: str, kill_at: str | None = None) -> tuple[int, str]:
-    """Run the CLI in its own process group; afterwards, end whatever it left behind (a killed run's
-    ephemeral Prefect server would otherwise live on)."""
-    env = {**os.environ, "PREFECT_HOME": str(data_dir.parent / f"prefect-{data_dir.name}")}
-    env.pop("LAB2FAB_KILL_AT", None)
-    if kill_at:
-        env["LAB2FAB_KILL_AT"] = kill_at
-    log = data_dir.parent / f"{data_dir.name}-{kill_at or 'run'}.log"
-    with open(log, "w") as out:
-        p = subprocess.Popen([sys.executable, "-m", "flows.cli", "--data-dir", str(data_dir), *args], env=env,
-                             stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+def lab2fab(data_dir: Path, *args: str, kill_at: str | None = None, fail_at: str | None = None,
+            name: str = "run", env: dict | None = None, wait: bool = True):
+    """Run the CLI in its own process group, with its own Prefect home; afterwards, end whatever it
+    left behind (a killed run's ephemeral Prefect server would otherwise live on).
+    Returns (returncode, output), or the Popen handle and log path with wait=False."""
+    env = {**os.environ, "PREFECT_HOME": str(data_dir.parent / f"prefect-{data_dir.name}-{name}"), **(env or {})}
+    for var, value in (("LAB2FAB_KILL_AT", kill_at), ("LAB2FAB_FAIL_AT", fail_at)):
+        env.pop(var, None)
+        if value:
+            env[var] = value
+    env = {k: v for k, v in env.items() if v is not None}
+    log = data_dir.parent / f"{data_dir.name}-{name}-{kill_at or fail_at or 'ok'}.log"
+    out = open(log, "w")
+    p = subprocess.Popen([sys.executable, "-m", "flows.cli", "--data-dir", str(data_dir), *args], env=env,
+                         stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+    if not wait:
+        return p, log
+    return finish(p, log)
+
+
+def finish(p: subprocess.Popen, log: Path) -> tuple[int, str]:
+    try:
+        rc = p.wait(timeout=600)
+    finally:
         try:
-            rc = p.wait(timeout=600)
-        finally:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     return rc, log.read_text()
 
 
-def copy_landing(src: Path, dst: Path, *, hold_back: str | None) -> None:
-    """The demo landing zone, optionally without one term (mtimes kept: they order resubmissions)."""
-    shutil.copytree(src, dst, copy_function=shutil.copy2,
-                    ignore=(lambda d, names: [n for n in names if n == hold_back]) if hold_back else None)
+def clone(src: Path, dst: Path) -> Path:
+    """A data folder copied whole (mtimes kept: they order resubmissions; links kept as links)."""
+    shutil.copytree(src, dst, copy_function=shutil.copy2, symlinks=True)
+    return dst
+
+
+def arrive(landing: Path, data: Path, term: str = HELD_BACK) -> None:
+    """The held-back term's files arrive in `data`'s landing zone."""
+    for folder in landing.glob(f"enrollment/*/{term}"):
+        shutil.copytree(folder, data / "landing" / folder.relative_to(landing), copy_function=shutil.copy2)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
 def clean_run(small_demo, tmp_path_factory) -> dict:
     """The reference: the whole demo collection loaded by one run that nobody disturbed."""
     data = tmp_path_factory.mktemp("clean") / "data"
-    copy_landing(small_demo[0] / "landing", data / "landing", hold_back=None)
+    shutil.copytree(small_demo[0] / "landing", data / "landing", copy_function=shutil.copy2)
     rc, out = lab2fab(data, "run")
     assert rc == 0, out
     return contents(data / "warehouse" / "lab2fab.duckdb")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("point", faults.POINTS)
-def test_killed_run_then_rerun_equals_a_clean_run(point, small_demo, clean_run, tmp_path):
-    data = tmp_path / "data"
-    landing = small_demo[0] / "landing"
-    copy_landing(landing, data / "landing", hold_back=HELD_BACK)
+@pytest.fixture(scope="module")
+def first_run(small_demo, tmp_path_factory) -> Path:
+    """A data folder after one run, before the held-back term arrived; tests work on copies."""
+    data = tmp_path_factory.mktemp("first") / "data"
+    shutil.copytree(small_demo[0] / "landing", data / "landing", copy_function=shutil.copy2,
+                    ignore=lambda d, names: [n for n in names if n == HELD_BACK])
     rc, out = lab2fab(data, "run")
     assert rc == 0, out
+    return data
+
+
+@pytest.fixture(scope="module")
+def original(small_demo, first_run, tmp_path_factory) -> Path:
+    """The first run, then a second run that took the held-back term: a warehouse built over time."""
+    data = clone(first_run, tmp_path_factory.mktemp("original") / "data")
+    arrive(small_demo[0] / "landing", data)
+    rc, out = lab2fab(data, "run")
+    assert rc == 0, out
+    return data
+
+
+# ------------------------------------------------------------------ crashes and write errors
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", faults.POINTS)
+def test_killed_run_then_rerun_equals_a_clean_run(point, small_demo, first_run, clean_run, tmp_path):
+    data = clone(first_run, tmp_path / "data")
     snapshot = data / "published" / "lab2fab.duckdb"
     before = contents(snapshot)
-    # the held-back term arrives; the run that takes it is killed at `point`
-    for folder in landing.glob(f"enrollment/*/{HELD_BACK}"):
-        shutil.copytree(folder, data / "landing" / folder.relative_to(landing), copy_function=shutil.copy2)
+    arrive(small_demo[0] / "landing", data)
     rc, out = lab2fab(data, "run", kill_at=point)
     assert rc == -9, f"the run was meant to die at {point}:\n{out[-3000:]}"
     # analysts still have the last complete snapshot, whole
@@ -76,3 +123,235 @@ def test_killed_run_then_rerun_equals_a_clean_run(point, small_demo, clean_run, 
     assert_same(contents(data / "warehouse" / "lab2fab.duckdb"), clean_run)
     assert_same(contents(snapshot), clean_run)
     assert not list((data / "warehouse" / "runs").iterdir())  # no work left behind
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fail_at", ["load:ENOSPC", "marts:EACCES", "publish:ENOSPC"])
+def test_write_error_ends_the_run_clearly_and_the_next_run_recovers(fail_at, small_demo, first_run, clean_run,
+                                                                     tmp_path):
+    """A full disk or a permission change while writing: a plain error saying what to do, the last
+    snapshot untouched, and the next run (disk freed) recovers with no clean-up."""
+    data = clone(first_run, tmp_path / "data")
+    snapshot = data / "published" / "lab2fab.duckdb"
+    before = contents(snapshot)
+    arrive(small_demo[0] / "landing", data)
+    rc, out = lab2fab(data, "run", fail_at=fail_at)
+    assert rc == 1, out[-3000:]
+    message = out[out.rindex("lab2fab run:"):]
+    code = getattr(__import__("errno"), fail_at.split(":")[1])
+    assert os.strerror(code) in message
+    assert ("Free disk space" if fail_at.endswith("ENOSPC") else "Let the user running lab2fab write there") in message
+    assert "the next run picks up" in message.lower()
+    assert_same(contents(snapshot), before)
+    rc, out = lab2fab(data, "run")
+    assert rc == 0, out
+    assert_same(contents(data / "warehouse" / "lab2fab.duckdb"), clean_run)
+    assert_same(contents(snapshot), clean_run)
+
+
+@pytest.mark.slow
+def test_file_size_limit_hit_while_writing_then_next_run_recovers(small_demo, first_run, clean_run, tmp_path):
+    """The kernel itself refuses the writes (RLIMIT_FSIZE: "File too large", as a full disk would),
+    wherever the run happens to be writing when the warehouse, WAL or snapshot crosses the limit."""
+    import resource
+
+    data = clone(first_run, tmp_path / "data")
+    snapshot = data / "published" / "lab2fab.duckdb"
+    before = contents(snapshot)
+    arrive(small_demo[0] / "landing", data)
+    limit = (data / "warehouse" / "lab2fab.duckdb").stat().st_size  # any growth of the warehouse fails
+    prefect_home = tmp_path / "prefect-limited"  # a new Prefect database stays well below the limit
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG from write(), not a signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
+    with open(tmp_path / "limited.log", "w") as log:
+        p = subprocess.run([sys.executable, "-m", "flows.cli", "--data-dir", str(data), "run"], env=env, cwd=REPO,
+                           stdout=log, stderr=subprocess.STDOUT, preexec_fn=limited, timeout=600)
+    out = (tmp_path / "limited.log").read_text()
+    assert p.returncode == 1, out[-3000:]
+    assert "File too large" in out[out.rindex("lab2fab run:"):], out[-3000:]
+    assert_same(contents(snapshot), before)
+    rc, out = lab2fab(data, "run")
+    assert rc == 0, out
+    assert_same(contents(data / "warehouse" / "lab2fab.duckdb"), clean_run)
+    assert_same(contents(snapshot), clean_run)
+
+
+# ------------------------------------------------------------------ concurrency
+
+@pytest.mark.slow
+def test_two_runs_started_at_once_give_a_single_runs_result(small_demo, first_run, clean_run, tmp_path):
+    """Both wait for the writer lock: one takes the new files, the other then finds nothing new."""
+    data = clone(first_run, tmp_path / "data")
+    arrive(small_demo[0] / "landing", data)
+    started = [lab2fab(data, "run", "--wait", "600", name=f"run{i}", wait=False) for i in (1, 2)]
+    results = [finish(p, log) for p, log in started]
+    for rc, out in results:
+        assert rc == 0, out[-3000:]
+    took = [re.search(r"files: \d+ in scope, (\d+) ingested", out).group(1) for _, out in results]
+    assert sorted(took) == ["0", str(len(list((small_demo[0] / "landing").glob(f"enrollment/*/{HELD_BACK}/*"))))]
+    assert_same(contents(data / "warehouse" / "lab2fab.duckdb"), clean_run)
+
+
+# ------------------------------------------------------------------ recovery
+
+def _arrivals(path: Path) -> pd.DataFrame:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute("SELECT file_id, run_id, ingested_at FROM ops.manifest ORDER BY file_id").df()
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["damaged", "lost"])
+def test_rebuild_recreates_a_damaged_or_lost_warehouse(damage, original, tmp_path):
+    data = clone(original, tmp_path / "data")
+    wh = data / "warehouse" / "lab2fab.duckdb"
+    expected, arrivals = contents(wh), _arrivals(wh)
+    published = contents(data / "published" / "lab2fab.duckdb")
+    if damage == "damaged":
+        with open(wh, "r+b") as f:  # the file and database headers overwritten
+            f.write(os.urandom(3 * 4096))
+    else:
+        wh.unlink()
+    # a backup restored without timestamps: same content, time received lost
+    touched = sorted((data / "landing" / "enrollment").rglob("*.csv"))[0]
+    os.utime(touched, (time.time(), time.time()))
+    rc, out = lab2fab(data, "run", name="refused")
+    assert rc == 1, out[-3000:]
+    assert "`lab2fab rebuild`" in out[out.rindex("lab2fab run:"):]
+    rc, out = lab2fab(data, "rebuild")
+    assert rc == 0, out[-3000:]
+    assert_same(contents(wh), expected)
+    pd.testing.assert_frame_equal(_arrivals(wh), arrivals)  # each file keeps the run and time it first arrived
+    assert_same(contents(data / "published" / "lab2fab.duckdb"), published)
+    if damage == "damaged":
+        assert len(list(wh.parent.glob("lab2fab.duckdb.replaced-*"))) == 1  # kept aside, not deleted
+    runs = duckdb.connect(str(wh), read_only=True).execute("SELECT count(*) FROM ops.runs").fetchone()[0]
+    assert runs == 3  # the two original runs, and the rebuild
+
+
+@pytest.mark.slow
+def test_rebuild_refuses_what_it_cannot_recreate_and_changes_nothing(original, tmp_path):
+    data = clone(original, tmp_path / "data")
+    wh = data / "warehouse" / "lab2fab.duckdb"
+    before = digest(wh)
+    gone = sorted((data / "landing" / "enrollment").rglob("*.xlsx"))[0]
+    gone.unlink()
+    rc, out = lab2fab(data, "rebuild", name="missing")
+    assert rc == 1, out[-3000:]
+    message = out[out.rindex("lab2fab rebuild:"):]
+    assert gone.relative_to(data / "landing").as_posix() in message and "missing" in message
+    rc, out = lab2fab(data, "rebuild", name="otherkey", env={"LAB2FAB_PSEUDONYM_KEY": "not-the-original-key"})
+    assert rc == 1, out[-3000:]
+    assert "pseudonymisation key" in out[out.rindex("lab2fab rebuild:"):]
+    assert digest(wh) == before and not list(wh.parent.glob("*.replaced-*"))
+
+
+# ------------------------------------------------------------------ privacy
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["wrong", "missing"])
+def test_wrong_or_missing_key_stops_the_run_before_anything_is_written(key, small_demo, first_run, tmp_path):
+    data = clone(first_run, tmp_path / "data")
+    arrive(small_demo[0] / "landing", data)
+    watched = [data / "warehouse" / "lab2fab.duckdb", data / "published" / "lab2fab.duckdb",
+               data / "history" / "manifest.parquet"]
+    before = [digest(p) for p in watched]
+    rc, out = lab2fab(data, "run", name=key,
+                      env={"LAB2FAB_PSEUDONYM_KEY": "not-the-original-key" if key == "wrong" else None})
+    assert rc == 1, out[-3000:]
+    assert "pseudonymisation key" in out[out.rindex("lab2fab run:"):]
+    assert [digest(p) for p in watched] == before
+    assert not list((data / "warehouse" / "runs").rglob("*.parquet"))  # nothing staged either
+    assert not (data / ".secrets").exists()  # and no stand-in key made up
+
+
+def personal_data(landing: Path) -> dict[str, set[str]]:
+    """Names, national ids and birth dates in the input, as sent and in the usual date spellings."""
+    aliases = AliasTable.from_csv(REPO / "data" / "reference" / "column_aliases.csv")
+    found: dict[str, set[str]] = {"full_name": set(), "national_id": set(), "birth_date": set()}
+    for path in sorted((landing / "enrollment").rglob("*.*")):
+        try:
+            frame = read_submission(path, aliases, set()).frame
+        except SubmissionRejected:
+            continue
+        for col in found:
+            if col in frame:
+                found[col] |= {v.strip() for v in frame[col].dropna().astype(str) if len(v.strip()) >= 8}
+    dates = pd.to_datetime(pd.Series(sorted(found["birth_date"])), errors="coerce", dayfirst=True).dropna()
+    found["birth_date"] |= {f"{d:%Y-%m-%d}" for d in dates} | {f"{d:%d/%m/%Y}" for d in dates}
+    return found
+
+
+def texts(data: Path, prefect_home: Path, logs: list[Path]):
+    """(where, text) for everything a run leaves behind, binary formats read through their own readers."""
+    for path in sorted(p for p in data.rglob("*") if p.is_file() and "landing" not in p.relative_to(data).parts):
+        if path.suffix in (".duckdb", ".parquet"):
+            con = duckdb.connect(str(path), read_only=True) if path.suffix != ".parquet" else duckdb.connect()
+            try:
+                sources = ([f"read_parquet('{path}')"] if path.suffix == ".parquet" else
+                           [f'"{d}"."{s}"."{t}"' for d, s, t in con.execute(
+                               "SELECT database_name, schema_name, table_name FROM duckdb_tables()").fetchall()])
+                for src in sources:
+                    yield f"{path}:{src}", con.execute(f"SELECT * FROM {src}").df().to_csv(index=False)
+            finally:
+                con.close()
+        elif path.name != "writer.lock":
+            yield str(path), path.read_bytes().decode("utf-8", errors="replace")
+    db = sqlite3.connect(prefect_home / "prefect.db")  # the Prefect API's store: logs, artifacts, parameters
+    try:
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            rows = db.execute(f'SELECT * FROM "{table}"').fetchall()
+            yield f"prefect.db:{table}", "\n".join(" ".join(str(v) for v in r) for r in rows)
+    finally:
+        db.close()
+    for log in logs:
+        yield str(log), log.read_text()
+
+
+class Detector:
+    """Finds the input's names (as word sequences), national ids and birth dates in a text."""
+
+    def __init__(self, pii: dict[str, set[str]]):
+        self.pii = pii
+        self.names = {tuple(unicodedata.normalize("NFC", n).lower().split()) for n in pii["full_name"]}
+        self.lengths = {len(n) for n in self.names}
+
+    def __call__(self, text: str) -> list[tuple[str, str]]:
+        text = unicodedata.normalize("NFC", text)
+        words = re.findall(r"\w+", text.lower())
+        found = [("full_name", " ".join(g)) for n in self.lengths
+                 for g in set(zip(*(words[i:] for i in range(n)))) & self.names]
+        found += [("national_id", v) for v in set(re.findall(r"\d{12}", text)) & self.pii["national_id"]]
+        found += [("birth_date", v) for v in set(re.findall(r"\d{4}-\d{2}-\d{2}|\d{2}/\d{2}/\d{4}", text))
+                  & self.pii["birth_date"]]
+        return found
+
+
+@pytest.mark.slow
+def test_no_personal_data_in_anything_a_run_leaves(small_demo, original):
+    """Warehouse, snapshot, Parquet exports, report, feedback, Data Docs, history, run logs and the
+    Prefect API's database (artifacts, logs, parameters): no name, national id or birth date from the input."""
+    landing = small_demo[0] / "landing"
+    pii = personal_data(landing)
+    assert all(len(v) > 100 for v in pii.values())
+    detect = Detector(pii)
+    # the detector does find them where they are: in a submission as sent
+    sent = next(p for p in sorted(landing.rglob("*.csv")) if "enrollment" in p.parts)
+    assert {kind for kind, _ in detect(sent.read_bytes().decode("utf-8-sig", errors="replace"))} == set(pii)
+    prefect_home = original.parent / f"prefect-{original.name}-run"
+    logs = sorted(original.parent.glob(f"{original.name}-*.log"))
+    assert (prefect_home / "prefect.db").exists() and logs
+    scanned, leaks = [], []
+    for where, text in texts(original, prefect_home, logs):
+        scanned.append(where)
+        leaks += [(where, *hit) for hit in detect(text)]
+    assert not leaks, leaks[:20]
+    for expected in ("warehouse/lab2fab.duckdb", "published/lab2fab.duckdb", ".parquet", "report.html",
+                     "feedback", "data_docs", "history/manifest.parquet", "prefect.db:artifact", "prefect.db:log"):
+        assert any(expected in w for w in scanned), f"nothing scanned for {expected}"

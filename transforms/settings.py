@@ -37,6 +37,11 @@ class Paths:
         return self.warehouse_dir / "runs"
 
     @property
+    def history(self) -> Path:
+        """The manifest history: what every run took, kept outside the warehouse for `lab2fab rebuild`."""
+        return self.data_dir / "history"
+
+    @property
     def published_dir(self) -> Path:
         return self.data_dir / "published"
 

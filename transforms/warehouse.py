@@ -24,14 +24,36 @@ NUMERIC_REFERENCE_COLUMNS = {
 }
 
 
+# DuckDB's own default is 80 % of RAM, so it would never spill; a run stays within about 2 GiB.
+MEMORY_LIMIT = os.environ.get("LAB2FAB_DUCKDB_MEMORY_LIMIT", "1GB")
+
+
 class AccountingError(RuntimeError):
     """Rows read != rows loaded + rows quarantined for some file: nothing is committed."""
 
 
-def connect(path: Path) -> duckdb.DuckDBPyConnection:
+class WarehouseDamaged(RuntimeError):
+    """The working warehouse file exists but DuckDB cannot open it."""
+
+
+def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """The working warehouse; larger-than-memory work spills to `warehouse/spill/`.
+
+    `read_only` (an existing warehouse) leaves the file byte for byte as it was: a run checks
+    its key that way before it writes anything.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path))
-    con.execute((SQL_DIR / "schema.sql").read_text())
+    try:
+        con = duckdb.connect(str(path), read_only=read_only,
+                             config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(path.parent / "spill")})
+    except duckdb.Error as e:
+        if not path.exists() or "lock" in str(e).lower():  # a missing folder, or another process: not damage
+            raise
+        raise WarehouseDamaged(
+            f"cannot open the warehouse {path}: {e}\nIf the file is damaged, `lab2fab rebuild` re-creates it "
+            "from the landing zone and the manifest history (the damaged file is kept aside).") from e
+    if not read_only:
+        con.execute((SQL_DIR / "schema.sql").read_text())
     return con
 
 
