@@ -30,7 +30,7 @@ from typing import Callable
 
 import pandas as pd
 
-from transforms.pseudonym import pseudonymise
+from transforms.pseudonym import pseudonymise_list
 from transforms.readers import AliasLookup, header_key
 from transforms.terms import parse_term
 
@@ -244,8 +244,9 @@ def normalise_enrollment(raw: pd.DataFrame, *, key: bytes, values: ValueAliases,
         "university_code": university_code,
         "term": term,
         "line": pd.array(raw["line"].to_numpy(), dtype="Int64"),
-        "student_key": pseudonymise(key, _text(_per_value(col["student_id"], student_number), idx), university_code),
-        "person_key": pseudonymise(key, _text(_per_value(col["national_id"], national_number), idx)),
+        "student_key": _text(pseudonymise_list(key, _per_value(col["student_id"], student_number), university_code),
+                             idx),
+        "person_key": _text(pseudonymise_list(key, _per_value(col["national_id"], national_number)), idx),
         "gender": code("gender"),
         "programme_code": _text(_per_value(col["programme_code"], programme_code), idx),
         "degree_level": degree,
@@ -267,13 +268,15 @@ def normalise_placements(raw: pd.DataFrame, *, key: bytes, values: ValueAliases,
     idx = pd.RangeIndex(len(raw))
     col = {c: _column(raw, c) for c in PLACEMENT_REQUIRED | {"semiconductor_job"}}
     upper = lambda v: "".join(v.split()).upper()  # noqa: E731
-    universities = _text(_per_value(col["university_code"], upper), idx)
+    university_codes = _per_value(col["university_code"], upper)
+    universities = _text(university_codes, idx)
     out = pd.DataFrame({
         "file_id": file_id,
         "line": pd.array(raw["line"].to_numpy(), dtype="Int64"),
         "round": _text([v.upper() if v else round_ for v in col["round"]], idx),
         "university_code": universities,
-        "student_key": pseudonymise(key, _text(_per_value(col["student_id"], student_number), idx), universities),
+        "student_key": _text(pseudonymise_list(key, _per_value(col["student_id"], student_number), university_codes),
+                             idx),
         "host_code": _text(_per_value(col["host_code"], upper), idx),
         "track": _text(_per_value(col["track"], lambda v: v.lower()), idx),
         "outcome": _text(_per_value(col["outcome"], lambda v: values.code("outcome", v)), idx),

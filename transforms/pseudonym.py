@@ -53,10 +53,33 @@ def fingerprint(key: bytes) -> str:
 
 def pseudonymise(key: bytes, values: pd.Series, prefix: pd.Series | str | None = None) -> pd.Series:
     """HMAC-SHA256 hex of each non-empty value (optionally prefixed, e.g. by university code)."""
-    text = values.astype("string").str.strip()
-    if prefix is not None:
-        text = (prefix if isinstance(prefix, str) else prefix.astype("string")) + ":" + text
-    valid = values.notna() & (values.astype("string").str.strip() != "")
-    out = pd.Series(pd.NA, index=values.index, dtype="string")
-    out[valid] = [hmac.new(key, v.encode(), hashlib.sha256).hexdigest() for v in text[valid]]
+    text = values.astype("string").tolist()
+    if prefix is None or isinstance(prefix, str):
+        prefixes = prefix
+    else:
+        prefixes = prefix.astype("string").reindex(values.index).tolist()  # by index, as `prefix + text` aligned
+    return pd.Series(pseudonymise_list(key, text, prefixes), index=values.index, dtype="string")
+
+
+def pseudonymise_list(key: bytes, values: list, prefix: list | str | None = None) -> list:
+    """`pseudonymise` over plain lists: a hex digest, or None for a missing or blank value.
+
+    Per value only the digest is computed: pandas string operations around HMAC cost more than
+    HMAC itself, and a keyed hmac object copied per value saves re-keying.
+    """
+    fresh = hmac.new(key, digestmod=hashlib.sha256).copy
+    out: list = [None] * len(values)
+    for i, v in enumerate(values):
+        if not isinstance(v, str):  # None or pd.NA
+            continue
+        v = v.strip()
+        if not v:
+            continue
+        if prefix is not None:
+            # A missing prefix for a present value fails (AttributeError), as it always has.
+            p = prefix if isinstance(prefix, str) else prefix[i]
+            v = (p if isinstance(p, str) else pd.NA) + ":" + v
+        h = fresh()
+        h.update(v.encode())
+        out[i] = h.hexdigest()
     return out
