@@ -484,6 +484,34 @@ def _with_required_columns(df: pd.DataFrame, suite: gx.ExpectationSuite, key_col
     return df.assign(**add) if add else df
 
 
+def _referenced(value: Any) -> set[str]:
+    """Column names in an expectation's kwargs as JSON (column, column_A/B, column_list, row_condition)."""
+    if isinstance(value, dict):
+        found = set()
+        for k, v in value.items():
+            if k in ("column", "column_A", "column_B") and isinstance(v, str):
+                found.add(v)
+            elif k == "column" and isinstance(v, dict) and isinstance(v.get("name"), str):
+                found.add(v["name"])
+            elif k == "column_list" and isinstance(v, list):
+                found.update(c for c in v if isinstance(c, str))
+            elif k in ("row_condition", "conditions") or isinstance(v, (dict, list)):
+                found |= _referenced(v)
+        return found
+    if isinstance(value, list):
+        return set().union(*(_referenced(v) for v in value)) if value else set()
+    return set()
+
+
+def suite_columns(suite: gx.ExpectationSuite, key_column: str) -> list[str]:
+    """What GX needs of a frame for ``suite``: the key, the canonical columns and every column an
+    expectation names (its row condition included).  GX's pandas engine copies the frame for each
+    expectation with a row condition, so the other columns (e.g. the raw_* values kept for the
+    issue rows) are left out of what it is handed; the results do not depend on them."""
+    named = set().union(*(_referenced(e.configuration.to_json_dict().get("kwargs", {})) for e in suite.expectations))
+    return list(dict.fromkeys([key_column, *(suite.meta or {}).get("required_columns", []), *sorted(named)]))
+
+
 FAILURE_COLUMNS = ("rule_id", "severity", "column", "message_en", "message_vi", "observed")
 
 
@@ -495,8 +523,10 @@ def validate(df: pd.DataFrame, suite: gx.ExpectationSuite, *, key_column: str = 
     RuntimeError when GX could not evaluate a rule (neither a pass nor a row failure).
     """
     df = _with_required_columns(df, suite, key_column)
+    wanted = set(suite_columns(suite, key_column))
+    gx_frame = df[[c for c in df.columns if c in wanted]] if not wanted.issuperset(df.columns) else df
     with _LOCK:
-        batch = _batch_definition().get_batch(batch_parameters={"dataframe": df})
+        batch = _batch_definition().get_batch(batch_parameters={"dataframe": gx_frame})
         result = batch.validate(suite, result_format=result_format(key_column))
 
     failures, rules, context = [], [], {}

@@ -183,7 +183,7 @@ def _stage_one(f: LandedFile, seen_sha: dict, work_dir: Path, key: bytes, aliase
 # ---------------------------------------------------------------- validation
 
 def validate_staged(submissions: list[Submission], work_dir: Path, ref: "contract.ContractReference",
-                    con=None) -> dict[str, int]:
+                    con=None, *, ordered_history: bool = True) -> dict[str, int]:
     """Run the contract over every staged file, in batches; write issues, per-file results and verdicts.
 
     Per batch two GX calls: the row suite, then the submission suite over a one-row-per-file
@@ -192,6 +192,10 @@ def validate_staged(submissions: list[Submission], work_dir: Path, ref: "contrac
     university's previous accepted term, so transition and cross-term rules are judged; without
     it they are skipped.  Writes issues_/results_/verdicts_<dataset>.parquet and the GX results
     for Data Docs (gx_results/) into `work_dir`.
+
+    Memory is bounded by a batch and one term of history, not by the collection: the history keeps
+    each student's latest earlier row (History ``ordered``); ``ordered_history`` False keeps every
+    earlier row instead, with the same results (the reference the tests compare against).
     """
     from transforms import datadocs
     from transforms import submission_checks as checks
@@ -202,7 +206,10 @@ def validate_staged(submissions: list[Submission], work_dir: Path, ref: "contrac
         suites = checks.Suites.build(dataset, ref)
         history = None
         if con is not None and dataset == "enrollment" and staged:
-            history = checks.History(con, universities={s.landed.university_code for s in staged})
+            # ordered: terms are validated in order, one term per batch, so the history keeps
+            # each student's latest earlier row instead of every earlier row (bounded memory).
+            history = checks.History(con, universities={s.landed.university_code for s in staged},
+                                     ordered=ordered_history)
         # Enrollment terms in order, each in its own batches: what a batch will load becomes
         # history for the later terms (so one run over many terms judges like one run per term).
         periods = sorted({s.landed.term or "" for s in staged}) if history is not None else [None]

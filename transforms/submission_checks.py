@@ -86,6 +86,7 @@ def file_info(s) -> dict:
 # ------------------------------------------------------------------------------------ history
 
 _HIST_COLUMNS = "file_id, university_code, term, programme_code, student_key, status, study_year, intake_year, degree_level"
+_LATEST_COLUMNS = "university_code, programme_code, student_key, term, status, study_year, intake_year"
 
 
 class History:
@@ -99,11 +100,20 @@ class History:
     and the same collection loaded term by term get the same results.  ``with_keys`` False (the
     kit with a throwaway pseudonymisation key) keeps the per-file baselines but skips everything
     that needs the student key (status transitions, unaccounted students).
+
+    ``ordered`` True (the pipeline, which validates terms in order, one term per batch) keeps
+    memory bounded by one term instead of the whole history: the source's rows are read where
+    they are (never copied), and once the batches reach a term, every earlier row is folded into
+    ``l2f_latest`` (each student's latest earlier row per university and programme: all a status
+    transition is judged on) and dropped, except the rows of each university's latest earlier
+    file (the baseline of the cross-term rules).  The results are the same as unordered
+    (tests/test_validation_scale.py); calls that go back to an earlier term raise ValueError.
     """
 
     def __init__(self, con, *, source: str | None = None, with_keys: bool = True,
-                 universities: Iterable[str] | None = None):
-        self.con, self.with_keys = con, with_keys
+                 universities: Iterable[str] | None = None, ordered: bool = False):
+        self.con, self.with_keys, self.ordered = con, with_keys, ordered
+        self._frontier: str | None = None  # ordered: every row of an earlier term is in l2f_latest
         src = '"{}"'.format((source or con.execute("SELECT current_database()").fetchall()[0][0]).replace('"', '""'))
         unis = sorted({u for u in (universities or []) if u})
         where = "AND university_code IN (SELECT unnest(?::VARCHAR[]))" if universities is not None else ""
@@ -115,22 +125,40 @@ class History:
             SELECT file_id, university_code, term, rows_read AS rows, mtime, path
             FROM {src}.ops.manifest
             WHERE dataset = 'enrollment' AND status = 'loaded' AND term IS NOT NULL {where}""", params)
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE l2f_rows AS
-            SELECT {_HIST_COLUMNS} FROM {src}.staging.enrollment
-            WHERE file_id IN (SELECT file_id FROM l2f_candidates)""")
         con.execute("""
             CREATE OR REPLACE TEMP VIEW l2f_hist_files AS
             SELECT * FROM l2f_candidates
             QUALIFY row_number() OVER (PARTITION BY university_code, term ORDER BY mtime DESC, path DESC) = 1""")
-        con.execute("""
+        if not ordered:
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE l2f_rows AS
+                SELECT {_HIST_COLUMNS} FROM {src}.staging.enrollment
+                WHERE file_id IN (SELECT file_id FROM l2f_candidates)""")
+            con.execute("""
+                CREATE OR REPLACE TEMP VIEW l2f_hist_rows AS
+                SELECT * FROM l2f_rows WHERE file_id IN (SELECT file_id FROM l2f_hist_files)""")
+            return
+        # Ordered: l2f_rows holds this run's rows only; the source's rows of its candidate files
+        # (l2f_source_files, until a batch of this run replaces the file) are read in place.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE l2f_rows AS SELECT {_HIST_COLUMNS} FROM {src}.staging.enrollment LIMIT 0")
+        con.execute("CREATE OR REPLACE TEMP TABLE l2f_source_files AS SELECT file_id FROM l2f_candidates")
+        con.execute(f"""
             CREATE OR REPLACE TEMP VIEW l2f_hist_rows AS
-            SELECT * FROM l2f_rows WHERE file_id IN (SELECT file_id FROM l2f_hist_files)""")
+            SELECT {_HIST_COLUMNS} FROM {src}.staging.enrollment
+            WHERE file_id IN (SELECT file_id FROM l2f_source_files) AND file_id IN (SELECT file_id FROM l2f_hist_files)
+            UNION ALL
+            SELECT {_HIST_COLUMNS} FROM l2f_rows WHERE file_id IN (SELECT file_id FROM l2f_hist_files)""")
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE l2f_latest AS
+            SELECT {_LATEST_COLUMNS} FROM l2f_rows LIMIT 0""")
 
     def add(self, outcome: "BatchOutcome", files: pd.DataFrame) -> None:
         """What this batch will load becomes history for the batches of later terms."""
         kept = files[files["file_id"].isin(outcome.verdicts.loc[outcome.verdicts["verdict"] != REJECTED, "file_id"])
                      & (files["rows"] > 0)]
+        if self.ordered and self._frontier is not None and any(
+                isinstance(t, str) and t < self._frontier for t in kept["term"]):
+            raise ValueError(f"ordered history: a file of a term before {self._frontier} was added after it")
         f = outcome.row_failures
         bad = set(f.loc[f["severity"] == ERROR, "row_id"])
         rows = outcome.frame[outcome.frame["file_id"].isin(kept["file_id"]) & ~outcome.frame["row_id"].isin(bad)]
@@ -141,16 +169,60 @@ class History:
             # A file taken again by a backfill replaces its warehouse copy.
             self.con.execute("DELETE FROM l2f_candidates WHERE file_id IN (SELECT file_id FROM l2f_new_files)")
             self.con.execute("DELETE FROM l2f_rows WHERE file_id IN (SELECT file_id FROM l2f_new_files)")
+            if self.ordered:
+                self.con.execute("DELETE FROM l2f_source_files WHERE file_id IN (SELECT file_id FROM l2f_new_files)")
             self.con.execute("INSERT INTO l2f_candidates BY NAME SELECT * FROM l2f_new_files")
             self.con.execute(f"INSERT INTO l2f_rows BY NAME SELECT {_HIST_COLUMNS} FROM l2f_new_rows")
         finally:
             self.con.unregister("l2f_new_files")
             self.con.unregister("l2f_new_rows")
 
+    def _advance(self, terms: Iterable) -> None:
+        """Ordered: fold every history row of a term before the batch's term into l2f_latest."""
+        found = sorted({t for t in terms if isinstance(t, str)})
+        if not found:
+            return
+        if len(found) > 1:
+            raise ValueError(f"ordered history: one term per batch, not {found}")
+        term = found[0]
+        if self._frontier is not None and term <= self._frontier:
+            if term < self._frontier:
+                raise ValueError(f"ordered history: term {term} comes after {self._frontier}")
+            return
+        con = self.con
+        since = "" if self._frontier is None else "AND term >= ?"
+        params = [term] + ([] if self._frontier is None else [self._frontier])
+        if self.with_keys:
+            # Rows of one key and term come from one file (the newest of its university and term)
+            # in which the key is unique (ENR.student_key.unique), so "latest" is never a tie.
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE l2f_latest_next AS
+                SELECT {_LATEST_COLUMNS} FROM (
+                    SELECT {_LATEST_COLUMNS} FROM l2f_latest
+                    UNION ALL
+                    SELECT {_LATEST_COLUMNS} FROM l2f_hist_rows
+                    WHERE term < ? {since} AND university_code IS NOT NULL AND programme_code IS NOT NULL
+                      AND student_key IS NOT NULL)
+                QUALIFY row_number() OVER (PARTITION BY university_code, programme_code, student_key
+                                           ORDER BY term DESC) = 1""", params)
+            con.execute("DROP TABLE l2f_latest")
+            con.execute("ALTER TABLE l2f_latest_next RENAME TO l2f_latest")
+        # This run's rows of earlier terms are needed no more, except each university's latest
+        # earlier file: the baseline of the cross-term rules.
+        # (Copied rather than deleted from: deleted rows would keep their memory.)
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE l2f_rows_next AS
+            SELECT * FROM l2f_rows WHERE term IS NULL OR term >= ? OR file_id IN (
+                SELECT file_id FROM l2f_hist_files WHERE term < ?
+                QUALIFY row_number() OVER (PARTITION BY university_code ORDER BY term DESC) = 1)""", [term, term])
+        con.execute("DROP TABLE l2f_rows")
+        con.execute("ALTER TABLE l2f_rows_next RENAME TO l2f_rows")
+        self._frontier = term
+
     def close(self) -> None:
         for view in ("l2f_hist_rows", "l2f_hist_files"):
             self.con.execute(f"DROP VIEW IF EXISTS {view}")
-        for t in ("l2f_candidates", "l2f_rows"):
+        for t in ("l2f_candidates", "l2f_rows", "l2f_source_files", "l2f_latest", "l2f_rows_next", "l2f_latest_next"):
             self.con.execute(f"DROP TABLE IF EXISTS {t}")
 
     def __enter__(self) -> "History":
@@ -163,12 +235,16 @@ class History:
         """The frame with prev_term, prev_status, prev_study_year, prev_intake_year (one ASOF join)."""
         if not self.with_keys:
             return frame
+        if self.ordered:
+            self._advance(frame["term"].unique())
         _register(self.con, "l2f_batch", frame[["row_id", "university_code", "programme_code", "student_key", "term"]])
         try:
-            prev = self.con.execute("""
+            # Ordered: l2f_latest holds one row per key, all of earlier terms: the same row the
+            # ASOF join over every earlier row finds.
+            prev = self.con.execute(f"""
                 SELECT b.row_id, h.term AS prev_term, h.status AS prev_status,
                        h.study_year AS prev_study_year, h.intake_year AS prev_intake_year
-                FROM l2f_batch b ASOF LEFT JOIN l2f_hist_rows h
+                FROM l2f_batch b {"LEFT JOIN l2f_latest" if self.ordered else "ASOF LEFT JOIN l2f_hist_rows"} h
                   ON b.university_code = h.university_code AND b.programme_code = h.programme_code
                  AND b.student_key = h.student_key AND b.term > h.term""").df()
         finally:
@@ -181,6 +257,8 @@ class History:
     def baselines(self, files: pd.DataFrame, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
         """Per file: its baseline (previous accepted term) and the baseline's counts."""
         con = self.con
+        if self.ordered:
+            self._advance(files["term"])
         _register(con, "l2f_files", files[["file_id", "university_code", "term"]])
         _register(con, "l2f_keys", frame[["file_id", "student_key"]].dropna().drop_duplicates())
         try:
@@ -190,26 +268,31 @@ class History:
                 FROM l2f_files f ASOF LEFT JOIN l2f_hist_files h
                   ON f.university_code = h.university_code AND f.term > h.term""")
             out = {"base": con.execute("SELECT * FROM l2f_base WHERE prev_file_id IS NOT NULL").df()}
+            # The baselines' rows, read once for the counts below.
+            con.execute("""
+                CREATE OR REPLACE TEMP TABLE l2f_prev_rows AS
+                SELECT * FROM l2f_hist_rows WHERE file_id IN (SELECT prev_file_id FROM l2f_base)""")
 
             def counts(col: str, where: str = "TRUE") -> pd.DataFrame:
                 return con.execute(f"""
                     SELECT b.file_id, {col} AS category, count(*) AS n
-                    FROM l2f_base b JOIN l2f_hist_rows h ON h.file_id = b.prev_file_id
+                    FROM l2f_base b JOIN l2f_prev_rows h ON h.file_id = b.prev_file_id
                     WHERE {where} GROUP BY ALL""").df()
             out["status"] = counts("h.status", "h.status <> 'graduated'")
             out["programme"] = counts("h.programme_code")
             final_year = " OR ".join(f"(h.degree_level = '{d}' AND h.study_year >= {y})" for d, y in DEGREE_YEARS.items())
             out["final_year"] = con.execute(f"""
                 SELECT b.file_id, count(*) FILTER (WHERE h.status IN ('studying', 'on_leave') AND ({final_year})) AS final_year
-                FROM l2f_base b JOIN l2f_hist_rows h ON h.file_id = b.prev_file_id GROUP BY ALL""").df()
+                FROM l2f_base b JOIN l2f_prev_rows h ON h.file_id = b.prev_file_id GROUP BY ALL""").df()
             if self.with_keys:
                 out["unaccounted"] = con.execute("""
                     SELECT b.file_id, count(DISTINCT h.student_key) AS prev_active,
                            count(DISTINCT h.student_key) FILTER (WHERE k.student_key IS NULL) AS unaccounted
-                    FROM l2f_base b JOIN l2f_hist_rows h ON h.file_id = b.prev_file_id AND h.status IN ('studying', 'on_leave')
+                    FROM l2f_base b JOIN l2f_prev_rows h ON h.file_id = b.prev_file_id AND h.status IN ('studying', 'on_leave')
                     LEFT JOIN l2f_keys k ON k.file_id = b.file_id AND k.student_key = h.student_key
                     GROUP BY ALL""").df()
             con.execute("DROP TABLE l2f_base")
+            con.execute("DROP TABLE l2f_prev_rows")
         finally:
             con.unregister("l2f_files")
             con.unregister("l2f_keys")
