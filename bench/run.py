@@ -16,7 +16,7 @@ measures, each in a fresh subprocess so that wall time, CPU time and peak memory
   incremental  `lab2fab run` after one university resubmits one term (a corrected copy of its
                largest file, with a later mtime)
   model        bench/model_bench.py's bench_model(warehouse, draws=1000) when present,
-               else flows.pipeline.model_flow on the warehouse
+               else flows.pipeline.model_stage on the warehouse
   query        typical ad-hoc queries on the published snapshot (read-only)
 
 and prints a table and writes JSON (and a Markdown table) to bench/results/. Medians over
@@ -146,16 +146,22 @@ def run_measured(cmd: list[str], env: dict, log: Path, cwd: Path = ROOT, timeout
             "log": str(log), "tail": "" if proc.returncode == 0 else text[-2500:], "output": text}
 
 
-_LOG_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) \| \w+ +\| Flow run '([^']+)' - (.*)$")
+_LOG_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) \| \w+ +\| (?:Flow|Task) run '([^']+)' - (.*)$")
+
+
+STAGE_TASKS = ("validate", "load", "transform", "model", "publish", "report")
 
 
 def stage_profile(text: str, timeline: list[tuple[float, int]]) -> dict:
-    """Seconds and peak process-tree RSS per pipeline stage (Prefect subflow), from the run's log
-    (Prefect prints local wall-clock times) and the sampled RSS timeline."""
+    """Seconds and peak process-tree RSS per pipeline stage, from the run's log (Prefect prints
+    local wall-clock times) and the sampled RSS timeline. ingest is a subflow (it logs when it
+    begins); the other stages are tasks, which run one after another, so each one spans from the
+    end of the stage before it to its own "Finished" line."""
     names: dict[str, str] = {}
     begin: dict[str, float] = {}
     spans: dict[str, list[float]] = {}
     day0 = None
+    cursor = None  # when the previous stage ended
     for line in text.splitlines():
         m = _LOG_LINE.match(line)
         if not m:
@@ -167,11 +173,17 @@ def stage_profile(text: str, timeline: list[tuple[float, int]]) -> dict:
         if t < day0 - 43200:  # past midnight
             t += 86400
         sub = re.match(r"Beginning subflow run '[^']+' for flow '([^']+)'", msg)
+        task = re.match(r"(\w+)-[0-9a-f]+$", run)
         if sub:
             names[run], begin[run] = sub.group(1), t
+        elif msg.startswith("Beginning flow run"):
+            cursor = t
         elif msg.startswith("Finished in state") and run in begin:
-            spans.setdefault(names[run], []).append(begin[run])
-            spans[names[run]].append(t)
+            spans.setdefault(names[run], []).extend([begin[run], t])
+            cursor = t
+        elif msg.startswith("Finished in state") and task and task.group(1) in STAGE_TASKS and cursor is not None:
+            spans.setdefault(task.group(1), []).extend([cursor, t])
+            cursor = t
     if not spans:
         return {}
     local = []
@@ -307,11 +319,11 @@ def probe_model(data_dir: str, draws: int) -> dict:
         seconds = time.perf_counter() - t0
         return {"via": "bench/model_bench.py:bench_model", "seconds": out.get("seconds_total", seconds),
                 "seconds_with_setup": seconds, "detail": out}
-    from flows.pipeline import model_flow
+    from flows.pipeline import model_stage
 
     t0 = time.perf_counter()
-    out = model_flow(data_dir)
-    return {"via": "flows.pipeline.model_flow (no bench/model_bench.py)", "seconds": time.perf_counter() - t0,
+    out = model_stage(data_dir)
+    return {"via": "flows.pipeline.model_stage (no bench/model_bench.py)", "seconds": time.perf_counter() - t0,
             "detail": out}
 
 

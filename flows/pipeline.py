@@ -1,10 +1,12 @@
-"""Prefect flows: one per stage, and `pipeline`, which runs them in order like the runbook.
+"""Prefect flows and tasks: `pipeline` runs the stages in order like the runbook.
 
 ingest -> validate -> load -> transform -> model -> publish -> report
 
-Stages hand each other paths, not data: staged Parquet and the list of submissions live in
-the run's work folder, so every flow's parameters stay small and a stage can be re-run alone.
-The logic lives in `transforms/`; this file only orchestrates, logs and leaves artifacts.
+ingest is a subflow, because its task runner (threads, or Dask for a cluster) stages periods in
+parallel; the other stages are tasks of the run (a subflow costs about a second more in Prefect
+3.9, a task a hundredth). Stages hand each other paths, not data: staged Parquet and the list
+of submissions live in the run's work folder, so parameters stay small and a stage can be run
+alone. The logic lives in `transforms/`; this file only orchestrates, logs and leaves artifacts.
 """
 from __future__ import annotations
 
@@ -100,8 +102,8 @@ def ingest_flow(data_dir: str, run_id: str, terms: list[str] | None = None, roun
     return {"files_seen": len(landed), "files_new": len(new)}
 
 
-@flow(name="validate")
-def validate_flow(data_dir: str, run_id: str) -> dict:
+@task(name="validate", cache_policy=NO_CACHE)
+def validate_stage(data_dir: str, run_id: str) -> dict:
     """The data contract (Great Expectations) on the reference data and every staged submission."""
     from transforms import reference_checks
     from transforms.expectations import ContractReference
@@ -127,8 +129,8 @@ def validate_flow(data_dir: str, run_id: str) -> dict:
     return counts
 
 
-@flow(name="load")
-def load_flow(data_dir: str, run_id: str) -> dict:
+@task(name="load", cache_policy=NO_CACHE)
+def load_stage(data_dir: str, run_id: str) -> dict:
     """One transaction: manifest, loaded rows, quarantine, superseded submissions, verdicts."""
 
     paths = get_paths(data_dir)
@@ -160,8 +162,8 @@ def load_flow(data_dir: str, run_id: str) -> dict:
     return totals
 
 
-@flow(name="transform")
-def transform_flow(data_dir: str) -> list[str]:
+@task(name="transform", cache_policy=NO_CACHE)
+def transform_stage(data_dir: str) -> list[str]:
     """Reference data and SQL models: staging -> marts."""
     paths = get_paths(data_dir)
     con = warehouse.connect(paths.warehouse)
@@ -174,8 +176,8 @@ def transform_flow(data_dir: str) -> list[str]:
     return built
 
 
-@flow(name="model")
-def model_flow(data_dir: str, scenarios: list[str] | None = None, draws: int = model.DEFAULT_DRAWS,
+@task(name="model", cache_policy=NO_CACHE)
+def model_stage(data_dir: str, scenarios: list[str] | None = None, draws: int = model.DEFAULT_DRAWS,
                seed: int = model.DEFAULT_SEED, decisions: bool = True) -> dict:
     """The lab-to-fab model, from the warehouse back into `marts.model_*` (docs/MODEL.md).
 
@@ -208,8 +210,8 @@ def model_flow(data_dir: str, scenarios: list[str] | None = None, draws: int = m
             "scenarios": sorted(outputs["model_headline"]["scenario"].unique().tolist())}
 
 
-@flow(name="publish")
-def publish_flow(data_dir: str, run_id: str) -> str:
+@task(name="publish", cache_policy=NO_CACHE)
+def publish_stage(data_dir: str, run_id: str) -> str:
     """Curated views and their documentation, then a finished read-only snapshot swapped in
     atomically, Parquet exports and the data dictionary beside it."""
     paths = get_paths(data_dir)
@@ -232,8 +234,8 @@ def publish_flow(data_dir: str, run_id: str) -> str:
     return str(snap)
 
 
-@flow(name="report")
-def report_flow(data_dir: str, language: str = "en") -> dict:
+@task(name="report", cache_policy=NO_CACHE)
+def report_stage(data_dir: str, language: str = "en") -> dict:
     """The self-contained HTML report beside the snapshot (charts of the gap, the funnel, capacity,
     scenarios, universities and data quality; English or Vietnamese), and the headline as Prefect
     artifacts: markdown, and a table by target (P10/P50/P90, probability of meeting it)."""
@@ -283,8 +285,8 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
                         len(history.manifest), f"is kept as {aside}" if aside else "was missing")
         seen = ingest_flow.with_options(task_runner=task_runner(max_concurrency))(
             data_dir, run_id, terms=terms, rounds=rounds)
-        validate_flow(data_dir, run_id)
-        totals = load_flow(data_dir, run_id)
+        validate_stage(data_dir, run_id)
+        totals = load_stage(data_dir, run_id)
         if recover:
             con = warehouse.connect(paths.warehouse)
             try:
@@ -304,10 +306,10 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
             con.close()
         result: dict = {}
         if changed:
-            transform_flow(data_dir)
-            model_flow(data_dir, scenarios=scenarios, draws=draws)
-            publish_flow(data_dir, run_id)
-            result = report_flow(data_dir, language=language)
+            transform_stage(data_dir)
+            model_stage(data_dir, scenarios=scenarios, draws=draws)
+            publish_stage(data_dir, run_id)
+            result = report_stage(data_dir, language=language)
             con = warehouse.connect(paths.warehouse)
             try:
                 warehouse.set_state(con, "inputs_fingerprint", fp)

@@ -421,13 +421,13 @@ def collection(tmp_path_factory):
 
 def run_contract_stages(data_dir: Path) -> str:
     """ingest -> validate -> load, as `lab2fab run` does, then a snapshot of the warehouse."""
-    from flows.pipeline import ingest_flow, load_flow, validate_flow
+    from flows.pipeline import ingest_flow, load_stage, validate_stage
     from transforms import runs
 
     run_id = runs.new_run_id()
     ingest_flow(str(data_dir), run_id)
-    validate_flow(str(data_dir), run_id)
-    load_flow(str(data_dir), run_id)
+    validate_stage(str(data_dir), run_id)
+    load_stage(str(data_dir), run_id)
     (data_dir / "published").mkdir(exist_ok=True)
     shutil.copy(data_dir / "warehouse" / "lab2fab.duckdb", data_dir / "published" / "lab2fab.duckdb")
     return run_id
@@ -600,7 +600,7 @@ def test_validation_leaves_a_prefect_artifact(first_run):
 
 
 def test_broken_reference_data_stops_the_run(prefect_harness, tmp_path, collection, monkeypatch):
-    from flows.pipeline import validate_flow
+    from flows.pipeline import validate_stage
     from transforms import runs
 
     data_dir, _ = collection
@@ -614,7 +614,7 @@ def test_broken_reference_data_stops_the_run(prefect_harness, tmp_path, collecti
     (work / "submissions.json").write_text("[]")
     try:
         with pytest.raises(reference_checks.ReferenceDataError, match=r"host_slots\.csv line 6: REF\.host_slots\.host_exists"):
-            validate_flow(str(data_dir), run_id)
+            validate_stage(str(data_dir), run_id)
     finally:
         shutil.rmtree(work)
 

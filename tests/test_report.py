@@ -108,7 +108,7 @@ class DomSummary(HTMLParser):
 @pytest.fixture(scope="module")
 def report_run(prefect_harness, small_demo, tmp_path_factory):
     """A real small pipeline run (its report in English), then the report flow again in Vietnamese."""
-    from flows.pipeline import pipeline, report_flow
+    from flows.pipeline import pipeline, report_stage
 
     demo_dir, _ = small_demo
     data_dir = tmp_path_factory.mktemp("report-run")
@@ -118,10 +118,10 @@ def report_run(prefect_harness, small_demo, tmp_path_factory):
     published = data_dir / "published" / "report.html"
     shutil.copy(published, pages / "report-en.html")
     started = time.perf_counter()
-    vi = report_flow(str(data_dir), language="vi")
+    vi = report_stage(str(data_dir), language="vi")
     seconds = time.perf_counter() - started
     shutil.copy(published, pages / "report-vi.html")
-    return {"data_dir": data_dir, "result": result, "vi_result": vi, "pages": pages, "report_flow_seconds": seconds}
+    return {"data_dir": data_dir, "result": result, "vi_result": vi, "pages": pages, "report_stage_seconds": seconds}
 
 
 @pytest.fixture(scope="module")
