@@ -204,10 +204,12 @@ def test_nulls_are_reported_once_by_the_presence_rule(enr_suite, plc_suite, text
 
     blank = dict.fromkeys(["round", "university_code", "student_key", "host_code", "track", "outcome",
                            "semiconductor_job"])
-    df = placement_frame(4, {101: blank})
+    df = placement_frame(4, {101: blank, 102: {"student_key": None}})
     report = validate(df.astype({c: text_dtype for c in df.columns if c not in ("row_id", "line")}), plc_suite)
+    # Without its university a student number cannot be keyed: row 101 is not also told its number is missing.
     assert failures(report) == [(101, f"PLC.{c}.present", ERROR) for c in
-                                ("host_code", "outcome", "round", "student_key", "track", "university_code")]
+                                ("host_code", "outcome", "round", "track", "university_code")] + [
+                                (102, "PLC.student_key.present", ERROR)]
 
 
 def test_warnings_do_not_block_and_errors_quarantine(enr_suite):

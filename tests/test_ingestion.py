@@ -841,3 +841,57 @@ def test_a_late_submission_for_an_old_term_flows_downstream(corpus_run):
     status = con.execute("""SELECT submission_status FROM marts.submission_status
                             WHERE university_code = 'VNUA' AND term = '2022-1'""").fetchone()[0]
     assert status.startswith("accepted")
+
+
+def test_a_placement_row_without_its_university_code_is_quarantined_not_the_file(tmp_path):
+    """A student number without its university code cannot be pseudonymised (the key is
+    HMAC(university_code:student_id)): that row has no student key and is quarantined with
+    PLC.university_code.present; it no longer refuses the whole file as an internal error."""
+    from transforms import expectations as contract
+    from transforms import ingest as ing
+    from transforms import submission_checks as checks
+    from transforms import warehouse
+
+    rows = [["Round", "University code", "MSSV", "Host code", "Track", "Outcome", "Semiconductor job"],
+            ["2025H2", "HUST", "20210001", "KR-DBH", "fabrication", "completed", "yes"],
+            ["2025H2", "  ", "20210002", "KR-DBH", "fabrication", "completed", "yes"],  # line 3: no university
+            ["2025H2", " hust ", "20210003", "KR-DBH", "fabrication", "withdrew", ""],
+            ["2025H2", "UET", "20210004", "KR-DBH", "fabrication", "completed", "no"],
+            ["2025H2", "", "", "KR-DBH", "fabrication", "completed", "no"],  # line 6: neither
+            ["2025H2", "UET", "", "KR-DBH", "fabrication", "completed", "no"]]  # line 7: no student number
+    data_dir = tmp_path / "data"
+    rel = "placements/2025H2/dot_2025H2.csv"
+    C.write_csv(data_dir / "landing" / rel, rows, mtime=1_760_000_000.0)
+    con = warehouse.connect(data_dir / "warehouse" / "lab2fab.duckdb")
+    try:
+        work = data_dir / "work" / "r1"
+        work.mkdir(parents=True)
+        known = ing.KnownFiles.from_warehouse(con)
+        subs = ing.stage_submissions(ing.new_files(landing.scan(data_dir / "landing"), known), known, work, key=KEY,
+                                     reference_dir=REF)
+        assert [(s.landed.relpath, s.status, s.reason, s.rows_read) for s in subs] == [(rel, "staged", None, 6)]
+        staged = pd.read_parquet(subs[0].staged).set_index("line")
+        assert staged.loc[3, "university_code"] is pd.NA and staged.loc[3, "student_key"] is pd.NA
+        ing.validate_staged(subs, work, contract.ContractReference.from_dir(REF), con=con)
+        totals = ing.load_batch(con, subs, work, "r1", overrides=checks.read_overrides([]))
+        assert (totals["rows_read"], totals["rows_loaded"], totals["rows_quarantined"]) == (6, 3, 3)
+        m = con.execute("""SELECT path, status, reason, rows_read, rows_loaded, rows_quarantined
+                           FROM ops.manifest""").fetchall()
+        assert m == [(rel, "loaded", None, 6, 3, 3)]
+        q = con.execute("""SELECT m.path, q.line, q.rule_id, q.field, q.message_en, q.original_values
+                           FROM ops.quarantine q JOIN ops.manifest m USING (file_id) ORDER BY q.line, q.rule_id""").df()
+        assert set(q.line) == {3, 6, 7}
+        row = q[(q.line == 3) & (q.rule_id == "PLC.university_code.present")]
+        assert len(row) == 1 and row.iloc[0].path == rel and row.iloc[0].field == "university_code"
+        assert row.iloc[0].message_en == "University code is missing."
+        assert json.loads(row.iloc[0].original_values)["host_code"] == "KR-DBH"  # the row is recognisable
+        # one reason each: without its university a student number cannot be keyed, so it is not
+        # also reported missing (line 3 has one); a number really missing is (line 7)
+        assert set(q[q.line == 3].rule_id) == set(q[q.line == 6].rule_id) == {"PLC.university_code.present"}
+        assert set(q[q.line == 7].rule_id) == {"PLC.student_key.present"}
+        loaded = con.execute("SELECT university_code, student_key FROM staging.placements ORDER BY ALL").fetchall()
+        expected = [(u, pseudonymise(KEY, pd.Series([sid], dtype="string"), u)[0])
+                    for u, sid in (("HUST", "20210001"), ("HUST", "20210003"), ("UET", "20210004"))]
+        assert loaded == sorted(expected)
+    finally:
+        con.close()

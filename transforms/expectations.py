@@ -317,10 +317,13 @@ def build_enrollment_suite(ref: ContractReference) -> gx.ExpectationSuite:
 
 def build_placement_suite(ref: ContractReference) -> gx.ExpectationSuite:
     E = gx.expectations
-    present = [(f"PLC.{c}.present", c) for c in
-               ("round", "university_code", "student_key", "host_code", "track", "outcome")]
+    present = [(f"PLC.{c}.present", c) for c in ("round", "university_code", "host_code", "track", "outcome")]
     return _suite("placement", PLACEMENT_COLUMNS, [
         *(_expect(rid, E.ExpectColumnValuesToNotBeNull, column=c) for rid, c in present),
+        # A student number is pseudonymised with its university's code: without the code there
+        # is no key, and that row is PLC.university_code.present's, not a missing student number.
+        _expect("PLC.student_key.present", E.ExpectColumnValuesToNotBeNull, column="student_key",
+                row_condition=Column("university_code").is_not_null(), context=["university_code"]),
         _expect("PLC.round.format", E.ExpectColumnValuesToMatchRegex, column="round", regex=r"^\d{4}H[12]$"),
         _expect("PLC.university_code.registry", E.ExpectColumnValuesToBeInSet, column="university_code", value_set=sorted(ref.university_codes)),
         _expect("PLC.student.once_per_round", E.ExpectCompoundColumnsToBeUnique, column_list=["file_id", "round", "university_code", "student_key"], ignore_row_if="any_value_is_missing"),

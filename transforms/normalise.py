@@ -232,6 +232,10 @@ def _int(values: list, index) -> pd.Series:
 def normalise_enrollment(raw: pd.DataFrame, *, key: bytes, values: ValueAliases, file_id: str,
                          university_code: str, term: str,
                          conventions: CohortConventions = NO_CONVENTIONS) -> pd.DataFrame:
+    # Student keys are prefixed by the folder's university code, which the landing scan guarantees;
+    # without it every key would silently be unprefixed (prefix None means "no prefix").
+    if not isinstance(university_code, str) or not university_code.strip():
+        raise ValueError(f"{file_id}: an enrollment file needs its university code to pseudonymise student numbers")
     term_year, _ = parse_term(term)
     idx = pd.RangeIndex(len(raw))
     col = {c: _column(raw, c) for c in ENROLLMENT_REQUIRED | {"gpa", "birth_date"}}
@@ -268,6 +272,9 @@ def normalise_placements(raw: pd.DataFrame, *, key: bytes, values: ValueAliases,
     idx = pd.RangeIndex(len(raw))
     col = {c: _column(raw, c) for c in PLACEMENT_REQUIRED | {"semiconductor_job"}}
     upper = lambda v: "".join(v.split()).upper()  # noqa: E731
+    # A row's student key is prefixed by its own university code. A row without one (None here)
+    # gets no student key: its university_code stays null, and the contract quarantines that row
+    # (PLC.university_code.present); the rest of the file is loaded.
     university_codes = _per_value(col["university_code"], upper)
     universities = _text(university_codes, idx)
     out = pd.DataFrame({

@@ -52,7 +52,11 @@ def fingerprint(key: bytes) -> str:
 
 
 def pseudonymise(key: bytes, values: pd.Series, prefix: pd.Series | str | None = None) -> pd.Series:
-    """HMAC-SHA256 hex of each non-empty value (optionally prefixed, e.g. by university code)."""
+    """HMAC-SHA256 hex of each non-empty value (optionally prefixed, e.g. by university code).
+
+    With a prefix per value, a value whose prefix is missing has no key (null): a student number
+    without its university cannot be pseudonymised, and the contract quarantines such a row.
+    """
     text = values.astype("string").tolist()
     if prefix is None or isinstance(prefix, str):
         prefixes = prefix
@@ -62,7 +66,10 @@ def pseudonymise(key: bytes, values: pd.Series, prefix: pd.Series | str | None =
 
 
 def pseudonymise_list(key: bytes, values: list, prefix: list | str | None = None) -> list:
-    """`pseudonymise` over plain lists: a hex digest, or None for a missing or blank value.
+    """`pseudonymise` over plain lists: a hex digest, or None for a missing or blank value, or for a
+    value whose prefix (per value) is missing: e.g. a placement row's student number without its
+    university code has no student key; the row is then quarantined (PLC.university_code.present),
+    never the whole file refused.
 
     Per value only the digest is computed: pandas string operations around HMAC cost more than
     HMAC itself, and a keyed hmac object copied per value saves re-keying.
@@ -76,9 +83,10 @@ def pseudonymise_list(key: bytes, values: list, prefix: list | str | None = None
         if not v:
             continue
         if prefix is not None:
-            # A missing prefix for a present value fails (AttributeError), as it always has.
             p = prefix if isinstance(prefix, str) else prefix[i]
-            v = (p if isinstance(p, str) else pd.NA) + ":" + v
+            if not isinstance(p, str):  # None or pd.NA: no key without the prefix
+                continue
+            v = p + ":" + v
         h = fresh()
         h.update(v.encode())
         out[i] = h.hexdigest()
