@@ -462,3 +462,178 @@ def test_command_line_and_benchmark_run_on_any_warehouse(tmp_path, capsys):
     spec.loader.exec_module(bench)
     result = bench.bench_model(path, draws=50, decisions=False, backtest=False)
     assert result["draws"] == 50 and result["seconds_total"] > 0 and result["scenarios"] == 4
+
+
+# ----------------------------------------------------------------------------------------------
+# Sparse warehouses: the first term of a new programme, no graduates yet, no placements
+# ----------------------------------------------------------------------------------------------
+
+
+def _model_stage(path: Path, draws: int = 50) -> tuple[dict, list[str], dict[str, pd.DataFrame]]:
+    """What the pipeline's model stage does (flows/pipeline.py): every reviewed scenario, decisions and
+    backtest on, `run_model` then `write_outputs` on the working warehouse; returns the marts as written."""
+    con = warehouse.connect(path)
+    try:
+        out = model.run_model(con, None, draws=draws, seed=7, folder=model.scenario_dir(None))
+        written = model.write_outputs(con, out)
+        marts = {name: con.execute(f"SELECT * FROM marts.{name}").df() for name in model.MARTS}
+    finally:
+        con.close()
+    return out, written, marts
+
+
+def _fallbacks(marts: dict) -> pd.Series:
+    p = marts["model_parameters"]
+    return p[p["name"].str.startswith("fallback.")].set_index("name")["source"]
+
+
+def _assert_marts_sane(written: list[str], marts: dict) -> None:
+    assert sorted(written) == sorted(f"marts.{n}" for n in model.MARTS)
+    h = marts["model_headline"]
+    assert set(h["scenario"]) == {s.name for s in find_scenarios(None, SCENARIOS)}
+    assert h[["p10", "p50", "p90", "practice_ready_p50"]].notna().all().all()
+    assert ((h["p10"] <= h["p50"] + 1e-9) & (h["p50"] <= h["p90"] + 1e-9)).all()
+    total = h.query("scenario == 'baseline' and dimension == 'total'").iloc[0]
+    assert total["p50"] > 0 and 0 < total["practice_ready_p50"] <= total["p50"]
+    for name in ("model_engineers", "model_progress", "model_rounds", "model_graduates", "model_cohorts",
+                 "model_universities", "model_capacity_solution", "model_marginal", "model_scenarios"):
+        assert len(marts[name]), name
+    c = marts["model_cohorts"]
+    assert (c[["students", "intake", "graduates", "exits"]] >= -1e-6).all().all()
+
+
+def _graduates_by_year(marts: dict) -> pd.Series:
+    g = marts["model_graduates"].query("scenario == 'baseline'")
+    return g.groupby("year")["graduates"].sum()
+
+
+def test_single_term_warehouse_runs_on_fallbacks_and_records_them(tmp_path, caplog):
+    # The first term of a new programme: 300 first-years, 200 second-years and 100 final-year
+    # students in 2024-1, nothing else. One term has no term-to-term transitions: before the fix
+    # calibrate() died with an IndexError on the empty transition frame.
+    path = build_warehouse(tmp_path / "w.duckdb", [(300, 1, 2024), (200, 2, 2023), (100, 4, 2021)],
+                           first="2024-1", last="2024-1")
+    with caplog.at_level("WARNING", logger="transforms.model"):
+        out, written, marts = _model_stage(path)
+    _assert_marts_sane(written, marts)
+    fb = _fallbacks(marts)
+    for name in ("transitions.bachelor.studying.term1", "transitions.bachelor.studying.term2",
+                 "exit_odds_ratio", "graduation_odds_ratio", "intake_growth[design,bachelor]",
+                 "completion_rate", "conversion_rate", "backtest"):
+        assert f"fallback.{name}" in fb.index, name
+    assert "one term has no term-to-term transitions" in fb["fallback.transitions.bachelor.studying.term1"]
+    assert "on-time progression" in fb["fallback.transitions.bachelor.studying.term1"]
+    assert "fallback" in marts["model_parameters"].set_index("name").loc["intake_growth[design,bachelor]", "source"]
+    # Levels without students are not reported as fallbacks (nothing to project there).
+    assert not fb.index.str.contains("master|doctor|engineer\\.").any()
+    # On-time progression without drop-out: the final-year students graduate in June 2025, the
+    # second-years in June 2027, the first-years in June 2028.
+    g = _graduates_by_year(marts)
+    assert g[2025] == pytest.approx(100, rel=0.02)
+    assert g[2026] == pytest.approx(0, abs=1)
+    assert g[2027] == pytest.approx(200, rel=0.02)
+    assert g[2028] == pytest.approx(300, rel=0.02)
+    assert marts["model_backtest"].empty
+    # The same record reaches the caller and the log.
+    assert {f["parameter"] for f in out["_fallbacks"]} == set(fb.index.str.removeprefix("fallback."))
+    assert "fell back to documented defaults" in caplog.text and "transitions.bachelor.studying.term1" in caplog.text
+
+
+def test_warehouse_without_graduates_projects_on_time_graduation(tmp_path):
+    # Four terms of a programme whose oldest students are in their third year: nobody has graduated,
+    # so the panel cannot calibrate graduation (before: IndexError in prepare(), and with that fixed,
+    # zero graduates for ever). Progression, drop-out and leave are still estimated from the panel.
+    path = build_warehouse(tmp_path / "w.duckdb", [(300, 1, 2023), (200, 2, 2022)], first="2023-1", last="2024-2")
+    _, written, marts = _model_stage(path)
+    _assert_marts_sane(written, marts)
+    fb = _fallbacks(marts)
+    assert "no bachelor student graduated" in fb["fallback.graduation.bachelor"]
+    assert "fallback.graduation_odds_ratio" in fb.index
+    assert not any(n.startswith("fallback.transitions.bachelor.studying") for n in fb.index)  # estimated
+    p = marts["model_parameters"].set_index("name")
+    assert p.loc["exit_per_term.bachelor", "source"].startswith("estimated")
+    g = _graduates_by_year(marts)
+    assert g[2025] == pytest.approx(0, abs=1e-9)                       # observed: none
+    assert g[2026] == pytest.approx(200, rel=0.02)                     # third-years of 2024 (June 2026)
+    assert g[2027] == pytest.approx(300, rel=0.02)
+    assert len(marts["model_backtest"])                                 # 4 terms: the backtest runs
+
+
+def test_few_terms_borrow_the_other_terms_rates(tmp_path):
+    # Two terms: transitions out of the first term only. Out of the second term the model assumes
+    # on-time progression at the drop-out and leave rates of the first term (recorded), not the
+    # uniform spread of one pseudo-student it fell to before (a sixth of the students graduating
+    # from their first year).
+    path = build_warehouse(tmp_path / "w.duckdb", [(300, 1, 2024), (200, 3, 2022)], first="2024-1", last="2024-2")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        cal = calibrate(load_panel(con))
+    finally:
+        con.close()
+    names = {f["parameter"]: f for f in cal.fallbacks}
+    assert "other term" in names["transitions.bachelor.studying.term2"]["used"]
+    assert "transitions.bachelor.studying.term1" not in names
+    bachelor = 0
+    g_first_year = cal.trans_mean[bachelor, 1, 0, 0, 4]               # second term, year 1, studying -> G
+    move_up = cal.trans_mean[bachelor, 1, 0, 0, 1]                    # -> S1 (next study year)
+    assert g_first_year < 0.01 and move_up > 0.98
+
+
+def test_no_placements_uses_the_published_priors_and_says_so(tmp_path):
+    # Graduates and four terms of enrollment, but no placement round recorded yet.
+    path = build_warehouse(tmp_path / "w.duckdb", [(100, 4, 2020), (200, 3, 2021), (300, 2, 2022)])
+    _, written, marts = _model_stage(path)
+    _assert_marts_sane(written, marts)
+    fb = _fallbacks(marts)
+    assert "no completed or withdrawn placement" in fb["fallback.completion_rate"]
+    assert "no completed placement with a known job outcome" in fb["fallback.conversion_rate"]
+    assert not any(n.startswith(("fallback.transitions.bachelor.studying", "fallback.graduation")) for n in fb.index)
+    p = marts["model_parameters"].set_index("name")
+    assert p.loc["completion_rate", "value"] == pytest.approx(0.944)
+    assert p.loc["conversion_rate", "value"] == pytest.approx(62 / 80)
+    assert (marts["model_rounds"]["basis"] == "projected").all()
+
+
+def test_no_enrollment_at_all_stops_with_a_clear_message(tmp_path):
+    path = build_warehouse(tmp_path / "w.duckdb", [])
+    con = warehouse.connect(path)
+    try:
+        with pytest.raises(ValueError, match="Load at least one term of enrollment"):
+            model.run_model(con, None, draws=20, seed=7, folder=model.scenario_dir(None))
+    finally:
+        con.close()
+
+
+def test_pipeline_panel_falls_back_only_where_it_has_no_data(demo_warehouse):
+    # The small demo (4 terms, pilot rounds) calibrates the large levels, graduation, completion and
+    # conversion from data; only thin strata (doctors, leave out of one term) fall back, each recorded.
+    con = duckdb.connect(str(demo_warehouse / "published" / "lab2fab.duckdb"), read_only=True)
+    try:
+        fb = con.execute("SELECT name, source FROM marts.model_parameters WHERE name LIKE 'fallback.%'").df()
+    finally:
+        con.close()
+    assert fb["source"].str.startswith("fallback: ").all()
+    calibrated = ("fallback.transitions.bachelor.studying", "fallback.transitions.master.studying",
+                  "fallback.transitions.engineer.studying", "fallback.graduation", "fallback.completion_rate",
+                  "fallback.conversion_rate", "fallback.exit_odds_ratio", "fallback.backtest")
+    assert not fb["name"].str.startswith(calibrated).any(), fb["name"].tolist()
+
+
+def test_pipeline_model_stage_on_the_first_term_of_a_new_programme(prefect_harness, tmp_path):
+    # The pipeline's own model stage (a Prefect task) on a data folder whose warehouse holds one
+    # term: it writes the marts and logs the fallbacks, no traceback.
+    from flows.pipeline import model_stage as stage
+    from transforms.settings import get_paths
+
+    data_dir = tmp_path / "data"
+    wh_path = get_paths(data_dir).warehouse
+    build_warehouse(wh_path, [(300, 1, 2024), (100, 4, 2021)], first="2024-1", last="2024-1")
+    result = stage(str(data_dir), draws=30)
+    assert result["engineers_2030"] > 0 and "baseline" in result["scenarios"]
+    con = duckdb.connect(str(wh_path), read_only=True)
+    try:
+        names = {r[0] for r in con.execute("SELECT name FROM marts.model_parameters WHERE name LIKE 'fallback.%'")
+                 .fetchall()}
+    finally:
+        con.close()
+    assert {"fallback.transitions.bachelor.studying.term1", "fallback.backtest"} <= names

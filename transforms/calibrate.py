@@ -11,6 +11,11 @@ DuckDB: no per-student data leaves this module) and turned into posterior distri
 * intake trends per track and degree level (log-linear, Student-t slope uncertainty);
 * completion and conversion of internships (Beta posteriors with published figures as priors).
 
+Where the warehouse cannot calibrate a parameter (one term of enrollment, no graduates yet, no
+placement records, fewer than two years of intake) the documented default or prior is used instead
+and recorded in `Calibration.fallbacks` and as `fallback.*` rows of `marts.model_parameters`
+(see `_transition_fallbacks` for the on-time progression prior of the transitions).
+
 `draw_parameters` samples all of them at once for the Monte Carlo. A run is reproducible from the
 warehouse, the scenario files and the seed.
 """
@@ -176,7 +181,10 @@ def load_panels(con, cutoffs: list[str | None]) -> list[Panel]:
     try:
         bounds = con.execute("SELECT max(ti), min(ti) FROM model_seq").fetchone()
         if bounds[0] is None:
-            raise ValueError("staging.enrollment has no students of the programme's tracks: nothing to calibrate on")
+            raise ValueError("staging.enrollment has no students of the programme's tracks (programmes in "
+                             "ref.programmes, degree levels " + "/".join(LEVELS) + "): the model has nothing to "
+                             "calibrate on or project. Load at least one term of enrollment submissions (or "
+                             "check ref.programmes) before running the model stage.")
         by_track_term = q(f"""SELECT k, ti, count(*) FILTER (WHERE st = {grad}) AS graduates,
                                      count(*) FILTER (WHERE {active}) AS students,
                                      count(*) FILTER (WHERE is_first AND y = 1 AND {active}
@@ -287,6 +295,9 @@ class Calibration:
     conversion_post: tuple[float, float]
     observed_rounds: pd.DataFrame  # round, k, placed, completed, withdrew, jobs_yes, jobs_no, unknown
     summary: list = field(default_factory=list)  # rows for marts.model_parameters
+    # Parameters the data could not calibrate and the documented default used instead: dicts with
+    # parameter, strata (or units), reason, used. Also rows `fallback.*` of marts.model_parameters.
+    fallbacks: list = field(default_factory=list)
 
 
 def _beta_from(mean: float, weight: float) -> tuple[float, float]:
@@ -308,6 +319,85 @@ def _fit_kappa(o: np.ndarray, n: np.ndarray, m: np.ndarray) -> float:
     return float(np.exp(res.x))
 
 
+# Fallback prior of the transitions where the panel cannot calibrate them (docs/MODEL.md, "Calibration"):
+# on-time progression (studying students move up a study year every September and graduate from the
+# normal length on; students on leave return the next term), at the level's drop-out and leave rates
+# where any transitions of the level were observed, with no drop-out where none were. It is an
+# assumption, not an estimate: FALLBACK_WEIGHT pseudo-students (like the judgment priors of
+# `Assumptions`), so a few observed transitions move it and a full term of data overrides it.
+FALLBACK_WEIGHT = 20.0
+FALLBACK_TRACE = 1e-4
+SEMESTER_NAME = {0: "first term (Sep-Jan)", 1: "second term (Feb-Jun)"}
+
+
+def on_time_outcome(level: str, sem: int, y: int, from_idx: int) -> int:
+    """The outcome of a term for a student progressing on time (study year `y`, 1-based)."""
+    if from_idx == 1:
+        return S0                               # on leave: back to studying the next term
+    if y >= NORMAL_YEARS[level]:
+        return G                                # final year or later: graduates
+    return S1 if sem == 1 else S0               # the study year changes in September
+
+
+def _transition_fallbacks(counts: np.ndarray, panel: Panel) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Prior shares and weights of the strata the panel cannot calibrate (weight 0 elsewhere: the level
+    average applies), and a record of every fallback: parameter, strata, reason, what was used."""
+    L, _, Y, F, O = counts.shape
+    prior = np.zeros(counts.shape)
+    weight = np.zeros(counts.shape[:-1])
+    pooled = counts.sum(axis=2)                 # [L, sem, from, outcome]
+    level_pool = counts.sum(axis=(1, 2))        # [L, from, outcome]
+    terms = f"{panel.first_term}..{panel.last_term}" if panel.first_term != panel.last_term else panel.last_term
+    btt = panel.by_track_term
+    n_terms = (int(btt.loc[btt["ti"] <= term_index(panel.last_term), "ti"].nunique()) if btt is not None
+               else term_index(panel.last_term) - term_index(panel.first_term) + 1)
+    present = set(panel.stock["level"]) | set(panel.intake["level"])
+    records: dict[str, dict] = {}
+    for li, lv in enumerate(LEVELS):
+        if lv not in present and counts[li].sum() <= 0:
+            continue                                # no students of the level: nothing to project
+        for f in range(F):
+            for sem in range(2):
+                p_obs = pooled[li, sem, f]
+                for y in range(1, Y + 1):
+                    o = on_time_outcome(lv, sem, y, f)
+                    if p_obs.sum() > 0 and (f == 1 or o != G or level_pool[li, f, G] > 0):
+                        continue                    # the level average stands (documented default)
+                    if p_obs.sum() > 0:             # no graduation observed at all: cannot be estimated
+                        base, kind = p_obs / p_obs.sum(), "graduation"
+                        reason = (f"no {lv} student graduated in the panel ({terms}): the graduation rate "
+                                  "cannot be estimated")
+                        used = ("students from the normal final year on graduate on time (prior weight "
+                                f"{FALLBACK_WEIGHT:g} pseudo-students), at the level's observed drop-out and "
+                                "leave rates of the same term")
+                    elif level_pool[li, f].sum() > 0:  # transitions of the level, out of the other term only
+                        base, kind = level_pool[li, f] / level_pool[li, f].sum(), "transitions"
+                        reason = (f"no transitions of {lv} students {FROM[f].replace('_', ' ')} out of the "
+                                  f"{SEMESTER_NAME[sem]} in the panel ({terms})")
+                        used = ("on-time progression at the level's drop-out and leave rates observed out of "
+                                f"the other term (prior weight {FALLBACK_WEIGHT:g} pseudo-students)")
+                    else:
+                        base, kind = np.zeros(O), "transitions"
+                        reason = (f"no transitions of {lv} students {FROM[f].replace('_', ' ')} in the panel "
+                                  f"({terms}, {n_terms} term{'s' if n_terms != 1 else ''}"
+                                  + (": one term has no term-to-term transitions" if n_terms == 1 else "") + ")")
+                        used = ("on-time progression with no drop-out and no leave (an optimistic assumption; "
+                                f"prior weight {FALLBACK_WEIGHT:g} pseudo-students)")
+                    share = base.copy()
+                    cont = share[S0] + share[S1]          # continuing students progress on time
+                    share[S0] = share[S1] = 0.0
+                    share[o] += cont
+                    if share.sum() <= 0:
+                        share[o] = 1.0
+                    share = (share + FALLBACK_TRACE) / (share + FALLBACK_TRACE).sum()
+                    prior[li, sem, y - 1, f] = share
+                    weight[li, sem, y - 1, f] = FALLBACK_WEIGHT
+                    key = f"graduation.{lv}" if kind == "graduation" else f"transitions.{lv}.{FROM[f]}.term{sem + 1}"
+                    rec = records.setdefault(key, {"parameter": key, "strata": 0, "reason": reason, "used": used})
+                    rec["strata"] += 1
+    return prior, weight, list(records.values())
+
+
 def calibrate(panel: Panel, a: Assumptions = Assumptions()) -> Calibration:
     last_ti = term_index(panel.last_term)
     tr = panel.transitions.copy()
@@ -317,9 +407,12 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions()) -> Calibration:
     tr = tr[tr["outcome"].isin(OUTCOMES) & tr["level"].isin(LEVELS)]
     L = len(LEVELS)
     counts = np.zeros((L, 2, MAX_YEAR, 2, 6))
-    li = tr["level"].map(LEVELS.index).to_numpy()
+    # Integer indices even when the frame is empty (one term, no transitions): `.map` on an empty
+    # Series gives an object/float array, which numpy refuses as an index (the old IndexError).
+    li = tr["level"].map(LEVELS.index).to_numpy(np.int64)
     np.add.at(counts, (li, tr["sem"].to_numpy(int), tr["y"].to_numpy(int) - 1,
-                       tr["from_status"].map(FROM.index).to_numpy(), tr["outcome"].map(OUTCOMES.index).to_numpy()),
+                       tr["from_status"].map(FROM.index).to_numpy(np.int64),
+                       tr["outcome"].map(OUTCOMES.index).to_numpy(np.int64)),
               tr["n"].to_numpy(float))
     # Prior: one pseudo-student spread like the level's outcomes pooled over study years (a stratum
     # never observed falls back to the level's average), plus a trace so no outcome is impossible.
@@ -327,6 +420,12 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions()) -> Calibration:
     pooled_share = (pooled + 1e-3) / (pooled + 1e-3).sum(axis=-1, keepdims=True)
     structural = np.ones(6)
     alpha = counts + 1.0 * pooled_share * structural
+    # Where the panel cannot calibrate a stratum (no transitions out of that semester and status for
+    # the level: a single term, or only one semester's transitions; or a level none of whose students
+    # has graduated yet), the level average is replaced by the on-time progression prior (FALLBACK_*).
+    prior, weight, fallbacks = _transition_fallbacks(counts, panel)
+    fb = weight > 0
+    alpha = np.where(fb[..., None], counts + weight[..., None] * prior, alpha)
     mean = alpha / alpha.sum(axis=-1, keepdims=True)
 
     # Cells: every (university, track, level) with students now, or with intake in recent years.
@@ -345,15 +444,15 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions()) -> Calibration:
     # Partial pooling per (university, track): observed events against the events expected from the
     # national rates for the same mix of level, semester, study year and status (indirect standardisation).
     trc = tr.merge(uk[["u", "track", "uk"]], on=["u", "track"], how="inner")
-    idx = (trc["level"].map(LEVELS.index).to_numpy(), trc["sem"].to_numpy(int), trc["y"].to_numpy(int) - 1,
-           trc["from_status"].map(FROM.index).to_numpy())
+    idx = (trc["level"].map(LEVELS.index).to_numpy(np.int64), trc["sem"].to_numpy(int), trc["y"].to_numpy(int) - 1,
+           trc["from_status"].map(FROM.index).to_numpy(np.int64))
     n = trc["n"].to_numpy(float)
     is_x = (trc["outcome"] == "X").to_numpy()
     is_g = (trc["outcome"] == "G").to_numpy()
     p_x, p_g = mean[idx + (X,)], mean[idx + (G,)]
     can_grad = p_g >= 0.05  # graduation is compared where it is a real possibility
     U = len(uk)
-    ukv = trc["uk"].to_numpy()
+    ukv = trc["uk"].to_numpy(np.int64)
     n_x = np.bincount(ukv, weights=n, minlength=U)
     e_x = np.bincount(ukv, weights=n * p_x, minlength=U)
     o_x = np.bincount(ukv, weights=n * is_x, minlength=U)
@@ -364,6 +463,18 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions()) -> Calibration:
     nat_g = e_g.sum() / max(n_g.sum(), 1)
     m_x = np.where(n_x > 0, e_x / np.maximum(n_x, 1e-12), nat_x).clip(1e-6, 1 - 1e-6)
     m_g = np.where(n_g > 0, e_g / np.maximum(n_g, 1e-12), nat_g).clip(1e-6, 1 - 1e-6)
+    # Nothing to compare universities on (no student-terms, or none where graduation is possible):
+    # complete pooling, every university at the national rate. The odds ratio is then exactly 1 up to
+    # draw noise of 1e-3 (a national rate of 0 would make Beta(1, 1e6) odds ratios spread 0.1-2.3).
+    for name, n_, m_ in (("exit", n_x, m_x), ("graduation", n_g, m_g)):
+        if len(uk) and n_.sum() <= 0:
+            m_[:] = 0.5
+            fallbacks.append({"parameter": f"{name}_odds_ratio", "strata": len(uk),
+                              "reason": ("no student-terms in the panel to compare universities on" if name == "exit"
+                                         else "no student-terms in the panel where graduation is possible "
+                                              "(no student graduated, or none reached a final year)"),
+                              "used": "complete pooling: every university and track at the national rate "
+                                      "(odds ratio 1)"})
     kx, kg = _fit_kappa(o_x, n_x, m_x), _fit_kappa(o_g, n_g, m_g)
     exit_post = np.stack([kx * m_x + o_x, kx * (1 - m_x) + n_x - o_x], axis=1)
     grad_post = np.stack([kg * m_g + o_g, kg * (1 - m_g) + n_g - o_g], axis=1)
@@ -373,7 +484,8 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions()) -> Calibration:
     cell_of = keys.set_index(["u", "track", "level"])["cell"]
     stock0 = np.zeros((C, MAX_YEAR, 2))
     st = st.merge(keys[["u", "track", "level", "cell"]], on=["u", "track", "level"])
-    np.add.at(stock0, (st["cell"].to_numpy(), st["y"].to_numpy(int) - 1, st["status"].map(FROM.index).to_numpy()),
+    np.add.at(stock0, (st["cell"].to_numpy(np.int64), st["y"].to_numpy(int) - 1,
+                       st["status"].map(FROM.index).to_numpy(np.int64)),
               st["n"].to_numpy(float))
     # Study years simulated per level: the normal length plus two, or more if students are seen there.
     seen_years = counts.sum(axis=(1, 3, 4))  # [L, Y]
@@ -404,6 +516,14 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions()) -> Calibration:
                 base_year[k, l, sem] = last_sem_year[sem]
         yearly = g[g["year"] >= first_year].groupby("year")["n"].sum()
         yearly = yearly[yearly > 0]
+        if len(yearly) < 2 and base[k, l].sum() > 0:
+            seen = ", ".join(str(int(y)) for y in yearly.index) or "none"
+            fallbacks.append({"parameter": f"intake_growth[{TRACKS[k]},{LEVELS[l]}]", "strata": 1,
+                              "reason": (f"{len(yearly)} academic year(s) with first-year intake in the last "
+                                         f"{a.intake_trend_years} years ({seen}): no trend can be fitted"),
+                              "used": "flat intake from the last observed year (growth 0 a year, standard error "
+                                      "5% a year)" + ("" if a.intake_mode == "trend"
+                                                      else "; not used: intake_mode = planned")})
         if len(yearly) >= 3:
             x, yv = yearly.index.to_numpy(float), np.log(yearly.to_numpy(float))
             slope, intercept, *_ = stats.linregress(x, yv)
@@ -420,10 +540,10 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions()) -> Calibration:
     share = np.zeros(C)
     rec = it[it["year"] >= last_year - 1].merge(keys[["u", "track", "level", "cell"]], on=["u", "track", "level"])
     per_cell = rec.groupby("cell")["n"].sum()
-    share[per_cell.index.to_numpy()] = per_cell.to_numpy()
-    tot = np.bincount(keys["k"].to_numpy() * L + keys["l"].to_numpy(), weights=share, minlength=K * L)
-    share = np.where(tot[keys["k"].to_numpy() * L + keys["l"].to_numpy()] > 0,
-                     share / np.maximum(tot[keys["k"].to_numpy() * L + keys["l"].to_numpy()], 1e-12), 0.0)
+    share[per_cell.index.to_numpy(np.int64)] = per_cell.to_numpy(float)
+    kl_cell = keys["k"].to_numpy(np.int64) * L + keys["l"].to_numpy(np.int64)
+    tot = np.bincount(kl_cell, weights=share, minlength=K * L)
+    share = np.where(tot[kl_cell] > 0, share / np.maximum(tot[kl_cell], 1e-12), 0.0)
 
     go = panel.graduates.merge(keys[["u", "track", "level", "cell"]], on=["u", "track", "level"], how="left")
     grads_obs = go[["u", "track", "level", "cell", "ti", "n"]].copy()
@@ -436,6 +556,17 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions()) -> Calibration:
     yes, no = float(pl["jobs_yes"].sum()), float(pl["jobs_no"].sum())
     completion_post = (comp[0] + completed, comp[1] + withdrew)
     conversion_post = (conv[0] + yes, conv[1] + no)
+    last_round = f"{(last_ti + 2) // 2}H{(last_ti + 2) % 2 + 1}"
+    if completed + withdrew <= 0:
+        fallbacks.append({"parameter": "completion_rate", "strata": 0,
+                          "reason": f"no completed or withdrawn placement in staging.placements up to round "
+                                    f"{last_round}",
+                          "used": f"the published prior alone: {SOURCE_COMPLETION}"})
+    if yes + no <= 0:
+        fallbacks.append({"parameter": "conversion_rate", "strata": 0,
+                          "reason": f"no completed placement with a known job outcome in staging.placements up to "
+                                    f"round {last_round}",
+                          "used": f"the published prior alone: {SOURCE_CONVERSION}"})
     obs = pl.copy()
     obs["k"] = obs["track"].map(TRACKS.index)
     obs["unknown"] = obs["completed"] - obs["jobs_yes"] - obs["jobs_no"]
@@ -446,7 +577,7 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions()) -> Calibration:
                       intake_base_year=base_year, intake_growth=growth, intake_growth_se=growth_se, intake_dof=dof,
                       intake_resid_var=resid_var, intake_sxx=sxx,
                       intake_share=share, grads_obs=grads_obs, completion_post=completion_post,
-                      conversion_post=conversion_post, observed_rounds=obs)
+                      conversion_post=conversion_post, observed_rounds=obs, fallbacks=fallbacks)
     cal.summary = _summary(cal, a, counts, o_x, n_x, o_g, n_g, completed, withdrew, yes, no)
     return cal
 
@@ -458,6 +589,7 @@ def _beta_q(a_: float, b_: float) -> tuple[float, float, float]:
 def _summary(cal: Calibration, a: Assumptions, counts, o_x, n_x, o_g, n_g, completed, withdrew, yes, no) -> list:
     """Rows of marts.model_parameters: name, value, lower (P10), upper (P90), source."""
     rows = []
+    fallback_of = {fb["parameter"]: fb for fb in cal.fallbacks}
     add = lambda name, v, lo, hi, src: rows.append((name, float(v), lo if lo is None else float(lo),  # noqa: E731
                                                     hi if hi is None else float(hi), src))
     pl = cal.panel.placements
@@ -518,7 +650,9 @@ def _summary(cal: Calibration, a: Assumptions, counts, o_x, n_x, o_g, n_g, compl
                 continue
             g, se = cal.intake_growth[k, li], cal.intake_growth_se[k, li]
             tq = stats.t.ppf(0.9, max(cal.intake_dof[k, li], 1))
+            fb = fallback_of.get(f"intake_growth[{t},{lv}]")
             add(f"intake_growth[{t},{lv}]", np.expm1(g), np.expm1(g - tq * se), np.expm1(g + tq * se),
+                f"fallback ({fb['reason']}): {fb['used']}" if fb else
                 f"estimated: log-linear trend of first-year intakes over the last {a.intake_trend_years} years "
                 f"(used when intake_mode = trend); bounds {a.intake_growth_bounds}")
     lags = cal.panel.placement_lags
@@ -533,6 +667,10 @@ def _summary(cal: Calibration, a: Assumptions, counts, o_x, n_x, o_g, n_g, compl
         "universities without a submission for the last term: stock carried forward from their latest one")
     add("universities_stale", cal.panel.stale_universities, None, None,
         "universities whose latest submission is more than a year old: left out of the projection")
+    # What the data could not calibrate: one row per parameter that fell back to its default, the value
+    # is the number of strata (transitions) or units it covers.
+    for fb in cal.fallbacks:
+        add(f"fallback.{fb['parameter']}", fb["strata"], None, None, f"fallback: {fb['reason']}; used: {fb['used']}")
     return rows
 
 

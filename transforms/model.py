@@ -16,6 +16,7 @@ Command line (on a copy of a warehouse; never on the one a pipeline run is writi
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -89,14 +90,14 @@ def prepare(cal: Calibration, a: Assumptions, draws_n: int, seed: int) -> Prepar
     grads_in = np.zeros((D, R, K, L))
     go = cal.grads_obs
     go = go[go["track"].isin(TRACKS) & go["level"].isin(LEVELS)]
-    pos = go["ti"].to_numpy() + 2 - r0
+    pos = go["ti"].to_numpy(np.int64) + 2 - r0
     ok = (pos >= 0) & (pos < R)
     obs_in = np.zeros((R, K, L))
-    k_obs, l_obs = go["track"].map(TRACKS.index).to_numpy(), go["level"].map(LEVELS.index).to_numpy()
+    k_obs, l_obs = go["track"].map(TRACKS.index).to_numpy(np.int64), go["level"].map(LEVELS.index).to_numpy(np.int64)
     np.add.at(obs_in, (pos[ok], k_obs[ok], l_obs[ok]), go["n"].to_numpy(float)[ok])
     grads_in += obs_in[None]
     cells = cal.cells
-    kl = cells["k"].to_numpy() * L + cells["l"].to_numpy()
+    kl = cells["k"].to_numpy(np.int64) * L + cells["l"].to_numpy(np.int64)
     ind = np.zeros((len(cells), K * L), dtype=np.float32)
     ind[np.arange(len(cells)), kl] = 1
     g = cohort["graduates"]                                           # [D, C, n_terms]
@@ -112,18 +113,18 @@ def prepare(cal: Calibration, a: Assumptions, draws_n: int, seed: int) -> Prepar
     UK = len(uk_all)
     grads_uk = np.zeros((D, R, UK), dtype=np.float32)
     jo = go.merge(uk_all, on=["u", "track"])
-    pos = jo["ti"].to_numpy() + 2 - r0
+    pos = jo["ti"].to_numpy(np.int64) + 2 - r0
     ok = (pos >= 0) & (pos < R)
     obs_uk = np.zeros((R, UK), dtype=np.float32)
-    np.add.at(obs_uk, (pos[ok], jo["j"].to_numpy()[ok]), jo["n"].to_numpy(np.float32)[ok])
+    np.add.at(obs_uk, (pos[ok], jo["j"].to_numpy(np.int64)[ok]), jo["n"].to_numpy(np.float32)[ok])
     grads_uk += obs_uk[None]
-    cj = cells.merge(uk_all[["u", "track", "j"]], on=["u", "track"], how="left")["j"].to_numpy()
+    cj = cells.merge(uk_all[["u", "track", "j"]], on=["u", "track"], how="left")["j"].to_numpy(np.int64)
     order = np.argsort(cj, kind="stable")
     bounds = np.r_[0, np.nonzero(np.diff(cj[order]))[0] + 1]
-    js = cj[order][bounds]
+    js = cj[order][bounds] if len(cj) else cj
     for step in range(n_terms):
         p = last_ti + 1 + step + 2 - r0
-        if 0 <= p < R:
+        if 0 <= p < R and len(cj):   # no cells: nobody on the rolls to project, observed graduates only
             grads_uk[:, p, js] += np.add.reduceat(g[:, order, step], bounds, axis=1)
     observed = {}
     for r in obs_rounds:
@@ -153,9 +154,9 @@ def rounds_setup(prep: Prepared, scenario: Scenario, a: Assumptions) -> RoundsSe
     H, K, R = len(codes), len(TRACKS), len(prep.rounds)
     arr = np.zeros((R, H, K))
     s = slots[slots["round"].isin(prep.rounds) & slots["host_code"].isin(codes)]
-    np.add.at(arr, (s["round"].map({r: i for i, r in enumerate(prep.rounds)}).to_numpy(),
-                    s["host_code"].map({h: i for i, h in enumerate(codes)}).to_numpy(),
-                    s["track"].map(TRACKS.index).to_numpy()), s["slots"].to_numpy(float))
+    np.add.at(arr, (s["round"].map({r: i for i, r in enumerate(prep.rounds)}).to_numpy(np.int64),
+                    s["host_code"].map({h: i for i, h in enumerate(codes)}).to_numpy(np.int64),
+                    s["track"].map(TRACKS.index).to_numpy(np.int64)), s["slots"].to_numpy(float))
     accepts = np.zeros((H, K), dtype=bool)
     for i, t in enumerate(hosts["tracks"].fillna("")):
         for tr in str(t).split("|"):
@@ -371,7 +372,7 @@ def backtest(panel, a: Assumptions, draws_n: int, seed: int, holdout_terms: int 
     cal = calibrate(panel, a)
     draws = draw_parameters(cal, a, draws_n, seed)
     out = project_cohorts(cal, draws, holdout_terms, ledger=True)
-    k_of = cal.cells["k"].to_numpy()
+    k_of = cal.cells["k"].to_numpy(np.int64)
     observed = panel.by_track_term
     rows = []
     for step in range(holdout_terms):
@@ -490,7 +491,7 @@ def _bottleneck_frame(scenario: str, prep: Prepared, setup: RoundsSetup, res) ->
 def _universities_frame(scenario: str, prep: Prepared, setup: RoundsSetup, res) -> pd.DataFrame:
     ent = per_entrant(setup, res, prep.draws)
     uk = prep.uk_all
-    k_of = uk["k"].to_numpy()
+    k_of = uk["k"].to_numpy(np.int64)
     D, R = prep.draws.n, len(prep.rounds)
     win = setup.window
     eng = np.zeros((D, len(uk)))
@@ -669,7 +670,19 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
         ("baseline", "seed", float(seed), None, None, "random seed (flow parameter): same warehouse, scenarios "
                                                       "and seed give identical marts")],
         columns=params.columns)], ignore_index=True)
+    fallbacks = [dict(fb) for fb in base_cal.fallbacks]
+    if backtest_draws and not cutoff:
+        n_terms = int(panel.by_track_term["ti"].nunique()) if panel.by_track_term is not None else 0
+        fallbacks.append({"parameter": "backtest", "strata": 0,
+                          "reason": f"{n_terms} term(s) of enrollment in the warehouse: the backtest holds out the "
+                                    "last term(s) and needs at least 4",
+                          "used": "not run: marts.model_backtest is empty"})
+        fb = fallbacks[-1]
+        params = pd.concat([params, pd.DataFrame([(scs[0].name, "fallback.backtest", 0.0, None, None,
+                                                   f"fallback: {fb['reason']}; used: {fb['used']}")],
+                                                 columns=params.columns)], ignore_index=True)
     outs["model_parameters"] = [params]
+    _log_fallbacks(fallbacks)
     if cutoff:
         t1 = time.perf_counter()
         outs["model_backtest"].append(backtest(panels[1], base_a, min(backtest_draws, draws), seed, holdout))
@@ -681,7 +694,28 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
         result[name] = pd.concat(frames, ignore_index=True) if frames else _empty(name)
     timings["total"] = time.perf_counter() - t0
     result["_timings"] = timings
+    result["_fallbacks"] = fallbacks
     return result
+
+
+def _logger():
+    """The Prefect run logger inside a flow or task run (so warnings reach the run's log), else this module's."""
+    try:
+        from prefect.logging import get_run_logger
+        return get_run_logger()
+    except Exception:  # no active run context (command line, tests), or Prefect not importable
+        return logging.getLogger(__name__)
+
+
+def _log_fallbacks(fallbacks: list[dict]) -> None:
+    """A warning per parameter the warehouse could not calibrate (also rows `fallback.*` of model_parameters)."""
+    if not fallbacks:
+        return
+    log = _logger()
+    log.warning("model: %d parameter(s) could not be calibrated from the warehouse and fell back to documented "
+                "defaults (marts.model_parameters, name LIKE 'fallback.%%'; docs/MODEL.md)", len(fallbacks))
+    for fb in fallbacks:
+        log.warning("model fallback %s: %s; used: %s", fb["parameter"], fb["reason"], fb["used"])
 
 
 def _empty(name: str) -> pd.DataFrame:
@@ -754,6 +788,8 @@ def main(argv: list[str] | None = None) -> int:
     for s in out["model_headline"]["scenario"].unique():
         print(f"== {s}")
         print(headline_text(out, s))
+    for fb in out.get("_fallbacks", []):
+        print(f"fallback {fb['parameter']}: {fb['reason']}; used: {fb['used']}")
     print("timings (s):", {k: round(v, 2) for k, v in out["_timings"].items()})
     return 0
 

@@ -29,7 +29,7 @@ F32 = np.float32
 def intake_projection(cal: Calibration, draws: Draws, n_terms: int) -> np.ndarray:
     """New first-year students per draw, cell and projected term [D, C, n_terms]."""
     cells = cal.cells
-    k, l = cells["k"].to_numpy(), cells["l"].to_numpy()
+    k, l = cells["k"].to_numpy(np.int64), cells["l"].to_numpy(np.int64)
     out = np.zeros((draws.n, len(cells), n_terms), dtype=F32)
     for step in range(n_terms):
         ti = cal.last_ti + 1 + step
@@ -109,8 +109,8 @@ def _project_chunk(cal: Calibration, trans, cont, exit_or, grad_or, intake, n_te
     """One chunk of draws: state [D, Cl, 2Y] per level block, one batched matrix product a term."""
     cells = cal.cells
     D = trans.shape[0]
-    uk_of = cells["uk"].to_numpy()
-    levels = cells["l"].to_numpy()
+    uk_of = cells["uk"].to_numpy(np.int64)
+    levels = cells["l"].to_numpy(np.int64)
     for li in range(len(LEVELS)):
         block = np.nonzero(levels == li)[0]
         if len(block) == 0:
@@ -126,7 +126,7 @@ def _project_chunk(cal: Calibration, trans, cont, exit_or, grad_or, intake, n_te
         K = out["stock_kl"].shape[-1] // n_l if summary else 0
         if summary:
             to_k = np.zeros((c1 - c0, K), dtype=F32)                # cell -> track of this level block
-            to_k[np.arange(c1 - c0), cells["k"].to_numpy()[c0:c1]] = 1
+            to_k[np.arange(c1 - c0), cells["k"].to_numpy(np.int64)[c0:c1]] = 1
             cols = np.arange(K) * n_l + li
 
         def sem_rates(sem: int):
