@@ -25,8 +25,9 @@ run: $(STAMP)
 test: $(STAMP) browser
 	$(PY) -m pytest
 
+# make bench BENCH_ARGS="--quick --repeats 1" for a short look (bench/run.py --help)
 bench: $(STAMP)
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf data/landing data/warehouse data/history data/published data/gx

@@ -202,6 +202,9 @@ def explain(e: BaseException) -> str | None:
                 "let the user running lab2fab write there" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
                 else "fix the cause")
         return f"could not write or read {e.filename or 'a file'}: {e.strerror or e}. {after} {what[0].upper()}{what[1:]}, then run again."
+    if isinstance(e, duckdb.IOException) and "lock" in str(e).lower():
+        return (f"{e}\nAnother process has the working warehouse open. Analysts query the published snapshot "
+                "(data/published/lab2fab.duckdb), never data/warehouse/; close that session and run again.")
     if isinstance(e, duckdb.IOException):
         return f"the warehouse could not be written: {e}. {after} Free disk space or fix permissions, then run again."
     return None
