@@ -59,11 +59,13 @@ def stage_group(paths: Paths, run_id: str, key: bytes, label: str, files: list[l
 
 
 @flow(name="ingest")
-def ingest_flow(data_dir: str, run_id: str, terms: list[str] | None = None, rounds: list[str] | None = None) -> dict:
+def ingest_flow(data_dir: str, run_id: str, terms: list[str] | None = None, rounds: list[str] | None = None,
+                max_concurrency: int = 2) -> dict:
     """Find new submissions in the landing zone, read, normalise and pseudonymise them.
 
     With `terms`/`rounds` (a backfill), every file of those periods is taken again, known or not.
-    Each period is staged by its own task; the flow's task runner bounds how many run at once.
+    Each period is staged by its own task, at most `max_concurrency` at once, on the task runner
+    chosen (flows/runners.py) once it is known how many periods there are.
     """
     paths = get_paths(data_dir)
     logger = get_run_logger()
@@ -90,13 +92,15 @@ def ingest_flow(data_dir: str, run_id: str, terms: list[str] | None = None, roun
     groups = ing.group_by_period(new, known)
     logger.info("landing zone: %d files, %d to ingest in %d periods", len(landed), len(new), len(groups))
     progress_id = create_progress_artifact(0.0, description="periods staged") if groups else None
-    futures = [stage_group.submit(paths, run_id, key, label, files, group_known)
-               for label, files, group_known in groups]
     subs: list[ing.Submission] = []
-    for i, future in enumerate(futures):
-        subs.extend(future.result())
-        update_progress_artifact(progress_id, 100.0 * (i + 1) / len(futures))
-        faults.checkpoint("staging")
+    with task_runner(max_concurrency, periods=len(groups)) as runner:
+        futures = [runner.submit(stage_group, {"paths": paths, "run_id": run_id, "key": key, "label": label,
+                                               "files": files, "known": group_known})
+                   for label, files, group_known in groups]
+        for i, future in enumerate(futures):
+            subs.extend(future.result())
+            update_progress_artifact(progress_id, 100.0 * (i + 1) / len(futures))
+            faults.checkpoint("staging")
     runs.save_submissions(runs.work_dir(paths, run_id) / SUBMISSIONS, subs)
     runs.save_scope(runs.work_dir(paths, run_id), periods if backfill else set())
     return {"files_seen": len(landed), "files_new": len(new)}
@@ -283,8 +287,7 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
                 logger.warning("%s", note)
             logger.info("rebuilding the warehouse from the landing zone and the history of %d files; the old file %s",
                         len(history.manifest), f"is kept as {aside}" if aside else "was missing")
-        seen = ingest_flow.with_options(task_runner=task_runner(max_concurrency))(
-            data_dir, run_id, terms=terms, rounds=rounds)
+        seen = ingest_flow(data_dir, run_id, terms=terms, rounds=rounds, max_concurrency=max_concurrency)
         validate_stage(data_dir, run_id)
         totals = load_stage(data_dir, run_id)
         if recover:

@@ -1,6 +1,11 @@
 """The task runner for the per-file stages (read, normalise, pseudonymise, stage), chosen by configuration.
 
-    LAB2FAB_TASK_RUNNER=thread (default)  a ThreadPoolTaskRunner in the flow's own process
+    LAB2FAB_TASK_RUNNER=auto (default)    process when more than one period is to be staged, else thread
+    LAB2FAB_TASK_RUNNER=thread            a ThreadPoolTaskRunner in the flow's own process
+    LAB2FAB_TASK_RUNNER=process           a ProcessPoolTaskRunner on this machine: staging is CPU-bound
+                                          Python, so threads share one core while processes use them all;
+                                          each worker process costs a few seconds to start, which only
+                                          pays when several periods are staged (a backfill, a first run)
     LAB2FAB_TASK_RUNNER=dask              prefect-dask's DaskTaskRunner:
         LAB2FAB_DASK_ADDRESS=tcp://host:8786   an existing Dask scheduler (a real cluster), or else
         a temporary local cluster of LAB2FAB_DASK_WORKERS worker processes (default: the flow's
@@ -14,17 +19,17 @@ from __future__ import annotations
 
 import os
 
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 RUNNER_ENV = "LAB2FAB_TASK_RUNNER"
 ADDRESS_ENV = "LAB2FAB_DASK_ADDRESS"
 WORKERS_ENV = "LAB2FAB_DASK_WORKERS"
 THREADS_ENV = "LAB2FAB_DASK_THREADS_PER_WORKER"
-KINDS = ("thread", "dask")
+KINDS = ("auto", "thread", "process", "dask")
 
 
 def runner_kind() -> str:
-    kind = (os.environ.get(RUNNER_ENV) or "thread").strip().lower()
+    kind = (os.environ.get(RUNNER_ENV) or "auto").strip().lower()
     if kind in ("threads", "threadpool", "local", ""):
         kind = "thread"
     if kind not in KINDS:
@@ -45,11 +50,16 @@ def _positive_int(name: str, default: int) -> int:
     return value
 
 
-def task_runner(max_workers: int):
+def task_runner(max_workers: int, periods: int = 1):
     """A fresh task runner for one flow run's staging tasks (runners are not shared between runs)."""
     max_workers = max(1, int(max_workers))
-    if runner_kind() == "thread":
+    kind = runner_kind()
+    if kind == "auto":
+        kind = "process" if periods > 1 and max_workers > 1 else "thread"
+    if kind == "thread":
         return ThreadPoolTaskRunner(max_workers=max_workers)
+    if kind == "process":
+        return ProcessPoolTaskRunner(max_workers=min(max_workers, periods))
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError as e:  # pinned in requirements.lock; a trimmed install may lack it

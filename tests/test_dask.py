@@ -1,9 +1,9 @@
-"""The per-file stages on a Dask cluster (prefect-dask), switched by configuration (issue 8).
+"""The per-file stages on other task runners, switched by configuration (issue 8).
 
-A backfill of the small demo runs twice: once with the default thread pool and once with
-LAB2FAB_TASK_RUNNER=dask on a local two-worker Dask cluster (separate processes, so every task
-argument and result crosses a pickle boundary). The single DuckDB writer loads what the workers
-staged, and both warehouses must hold the same content.
+A backfill of the small demo runs three times: with a thread pool, with a process pool (what
+`auto` picks for several periods) and with LAB2FAB_TASK_RUNNER=dask on a local two-worker Dask
+cluster (prefect-dask). In the last two every task argument and result crosses a pickle boundary.
+The single DuckDB writer loads what the workers staged, and the warehouses must hold the same content.
 """
 from __future__ import annotations
 
@@ -26,13 +26,19 @@ def _backfill(data_dir: Path, summary: dict) -> dict:
 
 
 def test_task_runner_is_chosen_by_configuration(monkeypatch):
-    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
     from prefect_dask import DaskTaskRunner
 
     from flows.runners import task_runner
 
     monkeypatch.delenv("LAB2FAB_TASK_RUNNER", raising=False)
+    # auto: threads for one period (a nightly run), processes for several (a backfill), never more than periods
     assert isinstance(task_runner(3), ThreadPoolTaskRunner)
+    assert isinstance(task_runner(1, periods=10), ThreadPoolTaskRunner)
+    several = task_runner(3, periods=2)
+    assert isinstance(several, ProcessPoolTaskRunner) and several._max_workers == 2
+    monkeypatch.setenv("LAB2FAB_TASK_RUNNER", "thread")
+    assert isinstance(task_runner(3, periods=10), ThreadPoolTaskRunner)
     monkeypatch.setenv("LAB2FAB_TASK_RUNNER", "dask")
     monkeypatch.setenv("LAB2FAB_DASK_WORKERS", "2")
     local = task_runner(4)
@@ -61,38 +67,35 @@ def test_staging_task_arguments_and_results_pickle(small_demo, tmp_path):
     assert pickle.loads(pickle.dumps([sub])) == [sub]
 
 
-def test_backfill_on_a_local_dask_cluster_matches_the_thread_runner(prefect_harness, small_demo, tmp_path_factory,
-                                                                   monkeypatch):
+def test_backfill_on_a_local_dask_cluster_and_a_process_pool_matches_the_thread_runner(
+        prefect_harness, small_demo, tmp_path_factory, monkeypatch):
     demo_dir, summary = small_demo
-    threads = tmp_path_factory.mktemp("runner-thread")
-    dask = tmp_path_factory.mktemp("runner-dask")
-    for d in (threads, dask):
-        shutil.copytree(demo_dir / "landing", d / "landing")
-
-    monkeypatch.delenv("LAB2FAB_TASK_RUNNER", raising=False)
-    by_threads = _backfill(threads, summary)
-
-    monkeypatch.setenv("LAB2FAB_TASK_RUNNER", "dask")
-    monkeypatch.setenv("LAB2FAB_DASK_WORKERS", "2")
-    monkeypatch.delenv("LAB2FAB_DASK_ADDRESS", raising=False)
-    by_dask = _backfill(dask, summary)
-
-    assert by_dask["files_new"] == by_threads["files_new"] > 0
-    for k in ("files_seen", "rows_read", "rows_loaded", "rows_quarantined"):
-        assert by_dask[k] == by_threads[k], k
-    a = contents(threads / "warehouse" / "lab2fab.duckdb")
-    b = contents(dask / "warehouse" / "lab2fab.duckdb")
-    assert a.keys() == b.keys()
-    assert len(a["staging.enrollment"]) > 0
-    for name in a:
-        if name.startswith("marts.model_"):
-            # The model's fitted parameters move in the 6th significant digit between any two runs
-            # (floating-point sums in a different order), whichever the runner: compare closely.
-            pd.testing.assert_frame_equal(a[name], b[name], obj=name, check_exact=False, rtol=1e-3)
-        else:
-            pd.testing.assert_frame_equal(a[name], b[name], obj=name)
-    # the snapshot analysts read was published from the Dask run too
-    con = duckdb.connect(str(dask / "published" / "lab2fab.duckdb"), read_only=True)
+    results, tables = {}, {}
+    for kind in ("thread", "process", "dask"):
+        data = tmp_path_factory.mktemp(f"runner-{kind}")
+        shutil.copytree(demo_dir / "landing", data / "landing")
+        monkeypatch.setenv("LAB2FAB_TASK_RUNNER", kind)
+        monkeypatch.setenv("LAB2FAB_DASK_WORKERS", "2")
+        monkeypatch.delenv("LAB2FAB_DASK_ADDRESS", raising=False)
+        results[kind] = _backfill(data, summary)
+        tables[kind] = contents(data / "warehouse" / "lab2fab.duckdb")
+    a = tables["thread"]
+    assert results["thread"]["files_new"] > 0 and len(a["staging.enrollment"]) > 0
+    for kind in ("process", "dask"):
+        for k in ("files_new", "files_seen", "rows_read", "rows_loaded", "rows_quarantined"):
+            assert results[kind][k] == results["thread"][k], (kind, k)
+        b = tables[kind]
+        assert a.keys() == b.keys()
+        for name in a:
+            if name.startswith("marts.model_"):
+                # The model's fitted parameters move in the 6th significant digit between any two runs
+                # (floating-point sums in a different order), whichever the runner: compare closely.
+                pd.testing.assert_frame_equal(a[name], b[name], obj=f"{kind}: {name}", check_exact=False, rtol=1e-3)
+            else:
+                pd.testing.assert_frame_equal(a[name], b[name], obj=f"{kind}: {name}")
+    b = tables["dask"]
+    # the snapshot analysts read was published from the Dask run too (the last one, in `data`)
+    con = duckdb.connect(str(data / "published" / "lab2fab.duckdb"), read_only=True)
     try:
         assert con.execute("SELECT count(*) FROM staging.enrollment").fetchone()[0] == len(b["staging.enrollment"])
     finally:
