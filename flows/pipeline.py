@@ -2,9 +2,9 @@
 
 ingest -> validate -> load -> transform -> model -> publish -> report
 
-ingest is a subflow, because its task runner (threads, or Dask for a cluster) stages periods in
-parallel; the other stages are tasks of the run (a subflow costs about a second more in Prefect
-3.9, a task a hundredth). Stages hand each other paths, not data: staged Parquet and the list
+ingest is a subflow whose staging tasks run on a task runner of their own (threads, a process
+pool or Dask: flows/runners.py), chosen once it knows how many periods there are; the other
+stages are tasks of the run (a subflow costs about a second more in Prefect 3.9, a task a hundredth). Stages hand each other paths, not data: staged Parquet and the list
 of submissions live in the run's work folder, so parameters stay small and a stage can be run
 alone. The logic lives in `transforms/`; this file only orchestrates, logs and leaves artifacts.
 """
@@ -182,7 +182,7 @@ def transform_stage(data_dir: str) -> list[str]:
 
 @task(name="model", cache_policy=NO_CACHE)
 def model_stage(data_dir: str, scenarios: list[str] | None = None, draws: int = model.DEFAULT_DRAWS,
-               seed: int = model.DEFAULT_SEED, decisions: bool = True) -> dict:
+                seed: int = model.DEFAULT_SEED, decisions: bool = True) -> dict:
     """The lab-to-fab model, from the warehouse back into `marts.model_*` (docs/MODEL.md).
 
     scenarios: names of files in data/scenarios (or YAML paths); None = every file there. The
@@ -279,14 +279,14 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
     logger = get_run_logger()
     with runs.writer_lock(paths, timeout=wait_for_lock_seconds):
         runs.clear_stale_work(paths, keep=run_id)
-        if not recover:
-            recovery.require_warehouse_or_no_history(paths)
         if recover:
             history, notes, aside = recovery.prepare_rebuild(paths, run_id)
             for note in notes:
                 logger.warning("%s", note)
             logger.info("rebuilding the warehouse from the landing zone and the history of %d files; the old file %s",
                         len(history.manifest), f"is kept as {aside}" if aside else "was missing")
+        else:
+            recovery.require_warehouse_or_no_history(paths)
         seen = ingest_flow(data_dir, run_id, terms=terms, rounds=rounds, max_concurrency=max_concurrency)
         validate_stage(data_dir, run_id)
         totals = load_stage(data_dir, run_id)
