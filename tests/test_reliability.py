@@ -3,9 +3,11 @@ killed mid-run, write errors, two runs at once, a damaged or lost warehouse, a w
 missing key, and a scan of everything a run leaves for personal data."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import resource
 import shutil
 import signal
 import sqlite3
@@ -28,7 +30,7 @@ HELD_BACK = "2024-2"  # the term that arrives in the run under test
 
 
 def lab2fab(data_dir: Path, *args: str, kill_at: str | None = None, fail_at: str | None = None,
-            name: str = "run", env: dict | None = None, wait: bool = True):
+            name: str = "run", env: dict | None = None, wait: bool = True, preexec=None):
     """Run the CLI in its own process group, with its own Prefect home; afterwards, end whatever it
     left behind (a killed run's ephemeral Prefect server would otherwise live on).
     Returns (returncode, output), or the Popen handle and log path with wait=False."""
@@ -41,7 +43,7 @@ def lab2fab(data_dir: Path, *args: str, kill_at: str | None = None, fail_at: str
     log = data_dir.parent / f"{data_dir.name}-{name}-{kill_at or fail_at or 'ok'}.log"
     out = open(log, "w")
     p = subprocess.Popen([sys.executable, "-m", "flows.cli", "--data-dir", str(data_dir), *args], env=env,
-                         stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+                         stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True, preexec_fn=preexec)
     if not wait:
         return p, log
     return finish(p, log)
@@ -68,6 +70,25 @@ def arrive(landing: Path, data: Path, term: str = HELD_BACK) -> None:
     """The held-back term's files arrive in `data`'s landing zone."""
     for folder in landing.glob(f"enrollment/*/{term}"):
         shutil.copytree(folder, data / "landing" / folder.relative_to(landing), copy_function=shutil.copy2)
+
+
+def term_arrives(small_demo, first_run: Path, tmp_path: Path) -> tuple[Path, dict]:
+    """A copy of the first run's data folder, the snapshot's content, and the held-back term landed."""
+    data = clone(first_run, tmp_path / "data")
+    before = contents(data / "published" / "lab2fab.duckdb")
+    arrive(small_demo[0] / "landing", data)
+    return data, before
+
+
+def assert_next_run_recovers(data: Path, snapshot_before: dict, clean_run: dict) -> None:
+    """Analysts kept the last complete snapshot; the next run, with no clean-up, gives a clean run's tables."""
+    snapshot = data / "published" / "lab2fab.duckdb"
+    assert_same(contents(snapshot), snapshot_before)
+    rc, out = lab2fab(data, "run")
+    assert rc == 0, out
+    assert_same(contents(data / "warehouse" / "lab2fab.duckdb"), clean_run)
+    assert_same(contents(snapshot), clean_run)
+    assert not list((data / "warehouse" / "runs").iterdir())  # no work left behind
 
 
 def digest(path: Path) -> str:
@@ -110,19 +131,10 @@ def original(small_demo, first_run, tmp_path_factory) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("point", faults.POINTS)
 def test_killed_run_then_rerun_equals_a_clean_run(point, small_demo, first_run, clean_run, tmp_path):
-    data = clone(first_run, tmp_path / "data")
-    snapshot = data / "published" / "lab2fab.duckdb"
-    before = contents(snapshot)
-    arrive(small_demo[0] / "landing", data)
+    data, before = term_arrives(small_demo, first_run, tmp_path)
     rc, out = lab2fab(data, "run", kill_at=point)
     assert rc == -9, f"the run was meant to die at {point}:\n{out[-3000:]}"
-    # analysts still have the last complete snapshot, whole
-    assert_same(contents(snapshot), before)
-    rc, out = lab2fab(data, "run")
-    assert rc == 0, out
-    assert_same(contents(data / "warehouse" / "lab2fab.duckdb"), clean_run)
-    assert_same(contents(snapshot), clean_run)
-    assert not list((data / "warehouse" / "runs").iterdir())  # no work left behind
+    assert_next_run_recovers(data, before, clean_run)
 
 
 @pytest.mark.slow
@@ -131,53 +143,32 @@ def test_write_error_ends_the_run_clearly_and_the_next_run_recovers(fail_at, sma
                                                                      tmp_path):
     """A full disk or a permission change while writing: a plain error saying what to do, the last
     snapshot untouched, and the next run (disk freed) recovers with no clean-up."""
-    data = clone(first_run, tmp_path / "data")
-    snapshot = data / "published" / "lab2fab.duckdb"
-    before = contents(snapshot)
-    arrive(small_demo[0] / "landing", data)
+    data, before = term_arrives(small_demo, first_run, tmp_path)
     rc, out = lab2fab(data, "run", fail_at=fail_at)
     assert rc == 1, out[-3000:]
     message = out[out.rindex("lab2fab run:"):]
-    code = getattr(__import__("errno"), fail_at.split(":")[1])
-    assert os.strerror(code) in message
+    assert os.strerror(getattr(errno, fail_at.split(":")[1])) in message
     assert ("Free disk space" if fail_at.endswith("ENOSPC") else "Let the user running lab2fab write there") in message
     assert "the next run picks up" in message.lower()
-    assert_same(contents(snapshot), before)
-    rc, out = lab2fab(data, "run")
-    assert rc == 0, out
-    assert_same(contents(data / "warehouse" / "lab2fab.duckdb"), clean_run)
-    assert_same(contents(snapshot), clean_run)
+    assert_next_run_recovers(data, before, clean_run)
 
 
 @pytest.mark.slow
 def test_file_size_limit_hit_while_writing_then_next_run_recovers(small_demo, first_run, clean_run, tmp_path):
     """The kernel itself refuses the writes (RLIMIT_FSIZE: "File too large", as a full disk would),
     wherever the run happens to be writing when the warehouse, WAL or snapshot crosses the limit."""
-    import resource
-
-    data = clone(first_run, tmp_path / "data")
-    snapshot = data / "published" / "lab2fab.duckdb"
-    before = contents(snapshot)
-    arrive(small_demo[0] / "landing", data)
+    data, before = term_arrives(small_demo, first_run, tmp_path)
     limit = (data / "warehouse" / "lab2fab.duckdb").stat().st_size  # any growth of the warehouse fails
-    prefect_home = tmp_path / "prefect-limited"  # a new Prefect database stays well below the limit
 
     def limited():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG from write(), not a signal
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
-    with open(tmp_path / "limited.log", "w") as log:
-        p = subprocess.run([sys.executable, "-m", "flows.cli", "--data-dir", str(data), "run"], env=env, cwd=REPO,
-                           stdout=log, stderr=subprocess.STDOUT, preexec_fn=limited, timeout=600)
-    out = (tmp_path / "limited.log").read_text()
-    assert p.returncode == 1, out[-3000:]
+    # (a new Prefect database, in this run's own Prefect home, stays well below the limit)
+    rc, out = lab2fab(data, "run", name="limited", preexec=limited)
+    assert rc == 1, out[-3000:]
     assert "File too large" in out[out.rindex("lab2fab run:"):], out[-3000:]
-    assert_same(contents(snapshot), before)
-    rc, out = lab2fab(data, "run")
-    assert rc == 0, out
-    assert_same(contents(data / "warehouse" / "lab2fab.duckdb"), clean_run)
-    assert_same(contents(snapshot), clean_run)
+    assert_next_run_recovers(data, before, clean_run)
 
 
 # ------------------------------------------------------------------ concurrency
