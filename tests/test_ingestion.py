@@ -705,7 +705,10 @@ def corpus_run(prefect_harness, tmp_path_factory):
     exp = build_landing(data_dir / "landing", base / "outside" / "secret.csv", base / "reference")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LAB2FAB_REFERENCE_DIR", str(base / "reference"))
-        mp.setattr(readers, "MAX_FILE_BYTES", 100_000)  # huge.csv is ~300 kB, every other file < 20 kB
+        # huge.csv is ~300 kB, every other file < 20 kB; staging may run in worker processes, which
+        # read the limit from the environment
+        mp.setenv("LAB2FAB_MAX_FILE_BYTES", "100000")
+        mp.setattr(readers, "MAX_FILE_BYTES", 100_000)
         result = pipeline(data_dir=str(data_dir))
     return data_dir, exp, result, base
 

@@ -40,7 +40,8 @@ from pathlib import Path
 import pandas as pd
 
 # Limits, checked before a file is read whole (module constants: tests lower them).
-MAX_FILE_BYTES = 200 * 1024 * 1024
+# A deployment may set its own size limit; worker processes read it from the environment too.
+MAX_FILE_BYTES = int(os.environ.get("LAB2FAB_MAX_FILE_BYTES") or 200 * 1024 * 1024)
 MAX_ROWS = 2_000_000
 MAX_COLUMNS = 1024  # cells further right than this are outside any table an office sends
 MAX_XLSX_UNCOMPRESSED = 1024 * 1024 * 1024  # zip-bomb guard: sum of the members' declared sizes
