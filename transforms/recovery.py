@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from transforms import landing
+from transforms import landing, warehouse
 from transforms.pseudonym import PseudonymKeyError, fingerprint, load_key
 from transforms.settings import Paths
 
@@ -52,9 +52,8 @@ def save_history(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
     for name in HISTORY_TABLES:
         _write_whole(folder / f"{name}.parquet", lambda tmp, name=name: con.execute(
             f"COPY (SELECT * FROM ops.{name} ORDER BY ALL) TO '{tmp}' (FORMAT parquet)"))
-    state = {"key_fingerprint": con.execute("SELECT value FROM ops.state WHERE name = 'key_fingerprint'").fetchone(),
+    state = {"key_fingerprint": warehouse.get_state(con, "key_fingerprint"),
              "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    state["key_fingerprint"] = state["key_fingerprint"][0] if state["key_fingerprint"] else None
     _write_whole(folder / STATE_FILE, lambda tmp: tmp.write_text(json.dumps(state, indent=1)))
 
 
