@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from transforms import model  # noqa: E402
+from transforms.model import projection as model  # noqa: E402
 
 
 def bench_model(warehouse_path: str | Path, draws: int = 1000, *, scenarios: list[str] | None = None,

@@ -13,7 +13,7 @@ from prefect import flow
 from pydantic import Field
 
 from flows.pipeline import run_stages
-from transforms.terms import rounds_between, terms_between
+from transforms.vocabulary import rounds_between, terms_between
 
 Term = Annotated[str, Field(pattern=r"^\d{4}-[12]$", description="a term like 2024-1")]
 Round = Annotated[str, Field(pattern=r"^\d{4}H[12]$", description="a round like 2026H1")]

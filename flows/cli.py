@@ -7,13 +7,13 @@ import os
 import sys
 from pathlib import Path
 
-from transforms.settings import get_paths
+from transforms.config import get_paths
 
 
 def _demo(args) -> int:
     from rich.progress import Progress
 
-    from transforms.demo import generate_demo
+    from transforms.demo.generate import generate_demo
 
     paths = get_paths(args.data_dir)
     if args.if_missing and (paths.landing / "enrollment").exists():
@@ -73,7 +73,7 @@ def _rebuild(args) -> int:
 def _dictionary(args) -> int:
     import duckdb
 
-    from transforms import warehouse
+    from transforms.warehouse import db as warehouse
 
     paths = get_paths(args.data_dir)
     con = duckdb.connect(str(paths.snapshot), read_only=True)
@@ -89,7 +89,7 @@ def _dictionary(args) -> int:
 
 
 def _validate(args) -> int:
-    from transforms.kit import validate_file
+    from transforms.contract.kit import validate_file
 
     code, text = validate_file(Path(args.file), args.university, args.term, args.data_dir, as_json=args.json)
     print(text)
@@ -188,9 +188,10 @@ def explain(e: BaseException) -> str | None:
     """What a data engineer should read when a run stops on a known condition (None: a bug, show the traceback)."""
     import duckdb
 
-    from transforms import runs, warehouse
-    from transforms.pseudonym import PseudonymKeyError
-    from transforms.recovery import RecoveryError
+    from transforms.warehouse import runs
+    from transforms.warehouse import db as warehouse
+    from transforms.ingest.pseudonym import PseudonymKeyError
+    from transforms.warehouse.recovery import RecoveryError
 
     after = ("Nothing half-done is visible: the load is one transaction and analysts keep the last complete "
              "snapshot. The next run picks up from the last committed load, with no clean-up needed.")

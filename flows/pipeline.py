@@ -20,11 +20,19 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from flows.runners import task_runner
-from transforms import datadocs, faults, feedback, landing, model, recovery, report, runs, warehouse
-from transforms import ingest as ing
-from transforms import submission_checks as checks
-from transforms.pseudonym import PseudonymKeyError, fingerprint, load_key
-from transforms.settings import REPO_ROOT, Paths, get_paths
+from transforms.contract import datadocs
+from transforms import faults
+from transforms.publish import feedback
+from transforms.ingest import landing
+from transforms.model import projection as model
+from transforms.warehouse import recovery
+from transforms.publish import report
+from transforms.warehouse import runs
+from transforms.warehouse import db as warehouse
+from transforms.ingest import stage as ing
+from transforms.contract import checks
+from transforms.ingest.pseudonym import PseudonymKeyError, fingerprint, load_key
+from transforms.config import REPO_ROOT, Paths, get_paths
 
 SUBMISSIONS = "submissions.json"
 
@@ -109,8 +117,8 @@ def ingest_flow(data_dir: str, run_id: str, terms: list[str] | None = None, roun
 @task(name="validate", cache_policy=NO_CACHE)
 def validate_stage(data_dir: str, run_id: str) -> dict:
     """The data contract (Great Expectations) on the reference data and every staged submission."""
-    from transforms import reference_checks
-    from transforms.expectations import ContractReference
+    from transforms.contract import reference as reference_checks
+    from transforms.contract.suites import ContractReference
 
     paths = get_paths(data_dir)
     work = runs.work_dir(paths, run_id)
@@ -269,7 +277,7 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
     Regular runs take new files only; a backfill (`terms`/`rounds`) takes every file of those
     periods again and replaces what the warehouse held for them. With nothing new and unchanged
     reference data, the warehouse, snapshot and report are left as they are. `recover` re-creates
-    a lost or damaged warehouse from the landing zone and the manifest history (transforms/recovery.py).
+    a lost or damaged warehouse from the landing zone and the manifest history (transforms/warehouse/recovery.py).
     Every run ends by saving the manifest history.
     """
     paths = get_paths(data_dir).ensure()

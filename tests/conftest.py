@@ -30,7 +30,7 @@ def prefect_harness():
 @pytest.fixture(scope="session")
 def small_demo(tmp_path_factory) -> tuple[Path, dict]:
     """A small demo collection (a few universities, two academic years), generated once."""
-    from transforms.demo import generate_demo
+    from transforms.demo.generate import generate_demo
 
     data_dir = tmp_path_factory.mktemp("demo-data")
     summary = generate_demo(data_dir / "landing", REFERENCE, universities=6, first_term="2023-1", last_term="2024-2")

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from transforms import warehouse
+from transforms.warehouse import db as warehouse
 
 RUN_LOG_COLUMNS = {"run_id", "ingested_at"}
 RUN_LOG_STATE = ("data_version", "published_version", "inputs_fingerprint")

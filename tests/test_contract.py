@@ -12,10 +12,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from transforms import expectations as contract
-from transforms import reference_checks
-from transforms import submission_checks as checks
-from transforms.expectations import ERROR, FILE, RULES, WARNING, ContractReference
+from transforms.contract import suites as contract
+from transforms.contract import reference as reference_checks
+from transforms.contract import checks
+from transforms.contract.suites import ERROR, FILE, RULES, WARNING, ContractReference
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "data" / "reference"
@@ -340,7 +340,7 @@ def test_an_override_accepts_only_its_university_term_and_rule():
 # ------------------------------------------------------------------------------ Data Docs
 
 def test_data_docs_are_built_from_validation_results(tmp_path):
-    from transforms import datadocs
+    from transforms.contract import datadocs
 
     outcome = run_checks(history_db(PREV), _cur(60, gpa=lambda i, k: 9.0 if i == 0 else 3.0))
     saved = datadocs.save_results(outcome.gx_results, tmp_path / "gx_results", "enrollment-0000")
@@ -422,7 +422,7 @@ def collection(tmp_path_factory):
 def run_contract_stages(data_dir: Path) -> str:
     """ingest -> validate -> load, as `lab2fab run` does, then a snapshot of the warehouse."""
     from flows.pipeline import ingest_flow, load_stage, validate_stage
-    from transforms import runs
+    from transforms.warehouse import runs
 
     run_id = runs.new_run_id()
     ingest_flow(str(data_dir), run_id)
@@ -501,7 +501,7 @@ def test_results_are_kept_for_analysts(first_run):
 
 
 def test_the_kit_gives_the_pipelines_verdict(first_run):
-    from transforms.kit import check_file, validate_file
+    from transforms.contract.kit import check_file, validate_file
 
     data_dir, files, _ = first_run
     m = manifest(data_dir)
@@ -540,7 +540,7 @@ def test_the_kit_gives_the_pipelines_verdict(first_run):
 
 
 def test_the_kit_works_without_a_snapshot_or_key(tmp_path, collection, monkeypatch):
-    from transforms.kit import check_file
+    from transforms.contract.kit import check_file
 
     data_dir, files = collection
     alone = tmp_path / "university"
@@ -553,7 +553,7 @@ def test_the_kit_works_without_a_snapshot_or_key(tmp_path, collection, monkeypat
 
 
 def test_a_warning_is_accepted_through_the_overrides_file(first_run):
-    from transforms.kit import check_file
+    from transforms.contract.kit import check_file
 
     data_dir, files, _ = first_run
     overrides = data_dir / "overrides" / "accepted_warnings.csv"
@@ -601,7 +601,7 @@ def test_validation_leaves_a_prefect_artifact(first_run):
 
 def test_broken_reference_data_stops_the_run(prefect_harness, tmp_path, collection, monkeypatch):
     from flows.pipeline import validate_stage
-    from transforms import runs
+    from transforms.warehouse import runs
 
     data_dir, _ = collection
     folder = tmp_path / "reference"
@@ -649,8 +649,9 @@ def test_placement_file_rules(frame, expected, verdict):
 
 def _load_run(data_dir: Path, run_id: str, only_terms: set[str] | None = None) -> None:
     """ingest -> validate -> load without Prefect (the transforms the flows call)."""
-    from transforms import ingest as ing
-    from transforms import landing, warehouse
+    from transforms.ingest import stage as ing
+    from transforms.ingest import landing
+    from transforms.warehouse import db as warehouse
 
     con = warehouse.connect(data_dir / "warehouse" / "lab2fab.duckdb")
     try:

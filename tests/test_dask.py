@@ -54,8 +54,9 @@ def test_task_runner_is_chosen_by_configuration(monkeypatch):
 
 def test_staging_task_arguments_and_results_pickle(small_demo, tmp_path):
     """What crosses to a Dask worker and back: the key, Paths, LandedFile lists, KnownFiles, Submissions."""
-    from transforms import ingest, landing
-    from transforms.settings import get_paths
+    from transforms.ingest import stage as ingest
+    from transforms.ingest import landing
+    from transforms.config import get_paths
 
     demo_dir, _ = small_demo
     landed = landing.scan(demo_dir / "landing")[:3]

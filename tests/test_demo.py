@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from transforms.demo import CANON, MISTAKES, STYLES, generate_demo, pilot_rounds
-from transforms.settings import get_paths
-from transforms.terms import term_index
+from transforms.demo.generate import CANON, MISTAKES, STYLES, generate_demo, pilot_rounds
+from transforms.config import get_paths
+from transforms.vocabulary import term_index
 
 REFERENCE = get_paths().reference
 SMALL = dict(universities=6, first_term="2023-1", last_term="2024-2")

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 import pytest
 
-from transforms.expectations import (
+from transforms.contract.suites import (
     DEGREE_YEARS,
     DERIVED_COLUMNS,
     ENROLLMENT_COLUMNS,

@@ -24,10 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import corpus as C
-from transforms import feedback, landing, readers
-from transforms import normalise as N
-from transforms.ingest import KnownFiles, new_files
-from transforms.pseudonym import pseudonymise
+from transforms.publish import feedback
+from transforms.ingest import landing
+from transforms.ingest import readers
+from transforms.ingest import normalise as N
+from transforms.ingest.stage import KnownFiles, new_files
+from transforms.ingest.pseudonym import pseudonymise
 
 REPO = Path(__file__).resolve().parent.parent
 REF = REPO / "data" / "reference"
@@ -850,10 +852,10 @@ def test_a_placement_row_without_its_university_code_is_quarantined_not_the_file
     """A student number without its university code cannot be pseudonymised (the key is
     HMAC(university_code:student_id)): that row has no student key and is quarantined with
     PLC.university_code.present; it no longer refuses the whole file as an internal error."""
-    from transforms import expectations as contract
-    from transforms import ingest as ing
-    from transforms import submission_checks as checks
-    from transforms import warehouse
+    from transforms.contract import suites as contract
+    from transforms.ingest import stage as ing
+    from transforms.contract import checks
+    from transforms.warehouse import db as warehouse
 
     rows = [["Round", "University code", "MSSV", "Host code", "Track", "Outcome", "Semiconductor job"],
             ["2025H2", "HUST", "20210001", "KR-DBH", "fabrication", "completed", "yes"],

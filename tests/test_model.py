@@ -1,4 +1,4 @@
-"""The lab-to-fab model (transforms/model.py, calibrate.py, simulate.py, scenarios.py).
+"""The lab-to-fab model (transforms/model/projection.py, calibrate.py, simulate.py, scenarios.py).
 
 Closed-form cases, conservation, the capacity solution fed back, determinism, scenarios, partial
 pooling, and the model on a warehouse built by the real pipeline. Real DuckDB files throughout.
@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from transforms import model, warehouse
-from transforms.calibrate import TRACKS, Assumptions, Panel, calibrate, draw_parameters, load_panel
-from transforms.scenarios import Scenario, ScenarioError, find_scenarios, load_scenario, parse_scenario
-from transforms.simulate import project_cohorts, simulate_rounds
-from transforms.terms import term_from_index, term_index
+from transforms.model import projection as model
+from transforms.warehouse import db as warehouse
+from transforms.model.calibrate import TRACKS, Assumptions, Panel, calibrate, draw_parameters, load_panel
+from transforms.model.scenarios import Scenario, ScenarioError, find_scenarios, load_scenario, parse_scenario
+from transforms.model.simulate import project_cohorts, simulate_rounds
+from transforms.vocabulary import term_from_index, term_index
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "data" / "reference"
@@ -213,7 +214,7 @@ def test_pipeline_writes_every_mart_documented(demo_warehouse):
         assert (base["engineers_by_horizon"] == base["p50"]).all()
         assert np.allclose(base["gap"], base["target"] - base["p50"])
         # The report reads the baseline rows only.
-        from transforms import report
+        from transforms.publish import report
         assert report.headline(con)["engineers_2030"] == pytest.approx(
             float(base.query("dimension == 'total'")["p50"].iloc[0]))
         r = con.execute("SELECT * FROM marts.model_rounds WHERE basis = 'projected'").df()
@@ -513,7 +514,7 @@ def test_single_term_warehouse_runs_on_fallbacks_and_records_them(tmp_path, capl
     # calibrate() died with an IndexError on the empty transition frame.
     path = build_warehouse(tmp_path / "w.duckdb", [(300, 1, 2024), (200, 2, 2023), (100, 4, 2021)],
                            first="2024-1", last="2024-1")
-    with caplog.at_level("WARNING", logger="transforms.model"):
+    with caplog.at_level("WARNING", logger="transforms.model.projection"):
         out, written, marts = _model_stage(path)
     _assert_marts_sane(written, marts)
     fb = _fallbacks(marts)
@@ -623,7 +624,7 @@ def test_pipeline_model_stage_on_the_first_term_of_a_new_programme(prefect_harne
     # The pipeline's own model stage (a Prefect task) on a data folder whose warehouse holds one
     # term: it writes the marts and logs the fallbacks, no traceback.
     from flows.pipeline import model_stage as stage
-    from transforms.settings import get_paths
+    from transforms.config import get_paths
 
     data_dir = tmp_path / "data"
     wh_path = get_paths(data_dir).warehouse

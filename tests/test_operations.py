@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from tables import assert_same, contents
-from transforms import runs
-from transforms.settings import get_paths
+from transforms.warehouse import runs
+from transforms.config import get_paths
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

@@ -1,6 +1,6 @@
 """The fast paths read exactly what the reference paths read (issue 8).
 
-XLSX: the lean sheet reader (transforms/readers.py, expat over the sheet XML) against openpyxl's
+XLSX: the lean sheet reader (transforms/ingest/readers.py, expat over the sheet XML) against openpyxl's
 own parser, on the demo files and the corpus cases, and on workbooks with what the lean reader
 hands back to openpyxl (rich text, DTDs, ...). Pseudonymisation: against the straightforward
 pandas implementation it replaced.
@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import corpus as C
-from transforms import readers
-from transforms import normalise as N
-from transforms.pseudonym import pseudonymise, pseudonymise_list
+from transforms.ingest import readers
+from transforms.ingest import normalise as N
+from transforms.ingest.pseudonym import pseudonymise, pseudonymise_list
 
 ALIASES = readers.AliasTable.from_csv(Path(__file__).resolve().parent.parent / "data" / "reference" / "column_aliases.csv")
 REQ = N.ENROLLMENT_REQUIRED

@@ -23,7 +23,7 @@ import pytest
 
 from tables import assert_same, contents
 from transforms import faults
-from transforms.readers import AliasTable, SubmissionRejected, read_submission
+from transforms.ingest.readers import AliasTable, SubmissionRejected, read_submission
 
 REPO = Path(__file__).resolve().parent.parent
 HELD_BACK = "2024-2"  # the term that arrives in the run under test

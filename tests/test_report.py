@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from transforms import report
+from transforms.publish import report
 
 CHART_IDS = ["chart-gap", "chart-funnel", "chart-capacity", "chart-slot-use", "chart-capacity-solution",
              "chart-marginal", "chart-scenarios", "chart-regions", "chart-submissions", "chart-quarantine"]

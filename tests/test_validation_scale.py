@@ -16,11 +16,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from transforms import expectations as contract
-from transforms import ingest as ing
-from transforms import submission_checks as checks
-from transforms import warehouse
-from transforms.expectations import ContractReference
+from transforms.contract import suites as contract
+from transforms.ingest import stage as ing
+from transforms.contract import checks
+from transforms.warehouse import db as warehouse
+from transforms.contract.suites import ContractReference
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "data" / "reference"
@@ -185,7 +185,7 @@ def _assert_same_outputs(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def staged_demo(small_demo, tmp_path_factory):
-    from transforms import landing
+    from transforms.ingest import landing
 
     data_dir, _ = small_demo
     work = tmp_path_factory.mktemp("staged")

@@ -25,9 +25,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from transforms import landing, warehouse
-from transforms.pseudonym import PseudonymKeyError, fingerprint, load_key
-from transforms.settings import Paths
+from transforms.ingest import landing
+from transforms.warehouse import db as warehouse
+from transforms.ingest.pseudonym import PseudonymKeyError, fingerprint, load_key
+from transforms.config import Paths
 
 HISTORY_TABLES = ("manifest", "runs")  # ops.<name> -> history/<name>.parquet
 STATE_FILE = "state.json"

@@ -15,7 +15,7 @@ import yaml
 
 from transforms import faults
 
-SQL_DIR = Path(__file__).resolve().parent / "sql"
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 # duckdb-cli from PyPI (1.5.x) reads storage up to this version; the snapshot is written with it.
 SNAPSHOT_STORAGE_VERSION = "v1.5.0"
 NUMERIC_REFERENCE_COLUMNS = {

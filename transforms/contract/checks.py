@@ -1,6 +1,6 @@
 """File-level and cross-term checks of submissions, status-transition history, overrides, verdicts.
 
-The row suites of transforms/expectations.py judge each row.  This module adds what a collection
+The row suites of transforms/contract/suites.py judge each row.  This module adds what a collection
 office checks on a whole submission (docs/CONTRACT_RULES.md):
 
 * **History** — for every staged row, the student's latest earlier row in the same university and
@@ -19,7 +19,7 @@ office checks on a whole submission (docs/CONTRACT_RULES.md):
   folder is elsewhere): a programme officer accepts one warning for one university and term, with
   a reason.  Read every run; accepted warnings stop holding the submission and are shown as accepted.
 
-The pipeline (transforms/ingest.validate_staged) and the validation kit (transforms/kit.py) both
+The pipeline (transforms/ingest.validate_staged) and the validation kit (transforms/contract/kit.py) both
 call :func:`check_batch`, so a file gets the same verdict from both.
 """
 from __future__ import annotations
@@ -32,9 +32,9 @@ from typing import Iterable
 
 import pandas as pd
 
-from transforms import expectations as contract
-from transforms.expectations import DEGREE_YEARS, ERROR, FILE, RULES, STATUSES, WARNING
-from transforms.terms import term_index
+from transforms.contract import suites as contract
+from transforms.contract.suites import DEGREE_YEARS, ERROR, FILE, RULES, STATUSES, WARNING
+from transforms.vocabulary import term_index
 
 OVERRIDES_FILE = Path("overrides") / "accepted_warnings.csv"
 OVERRIDE_COLUMNS = ["university_code", "term", "rule_id", "reason", "accepted_by", "accepted_on"]
@@ -545,7 +545,7 @@ def reconcile_totals(con, run_id: str, staged: list[str], issues: str) -> None:
             WHERE t.sent <> t.loaded + t.quarantined""").fetchall()
     con.execute("DROP TABLE l2f_totals")
     if bad:
-        from transforms.warehouse import AccountingError
+        from transforms.warehouse.db import AccountingError
 
         raise AccountingError("totals do not reconcile (sent != loaded + quarantined) for: " +
                               "; ".join(f"{p} {c} ({s} != {l} + {q})" for p, c, s, l, q in bad[:20]))
@@ -555,7 +555,7 @@ def reconcile_totals(con, run_id: str, staged: list[str], issues: str) -> None:
 
 def overrides_paths(data_dir: Path | None = None) -> list[Path]:
     """The reviewed overrides file in the repo, and the data folder's own when that is elsewhere."""
-    from transforms.settings import REPO_ROOT
+    from transforms.config import REPO_ROOT
 
     found = []
     for p in (REPO_ROOT / "data" / OVERRIDES_FILE, *([Path(data_dir) / OVERRIDES_FILE] if data_dir else [])):

@@ -1,7 +1,7 @@
 """The reference data (data/reference/*.csv) checked by GX suites before a run uses it.
 
 Universities, programmes, hosts, host slots and targets each have a suite (rules ``REF.*`` in
-transforms/expectations.py).  Every file is read as text, so a code such as 0752 or a slot count
+transforms/contract/suites.py).  Every file is read as text, so a code such as 0752 or a slot count
 of "1,5" is judged as written.  An ``error`` stops the pipeline run with a message naming the
 file, the line and the rule; nothing has been loaded by then.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from transforms import expectations as contract
+from transforms.contract import suites as contract
 
 FILES = ("universities", "programmes", "hosts", "host_slots", "targets")
 

@@ -129,7 +129,7 @@ def _columns(con, schema: str, table: str) -> set[str]:
 
 def _contract_messages() -> dict:
     try:
-        from transforms.expectations import RULES
+        from transforms.contract.suites import RULES
     except Exception:  # GX not importable here: rule ids still identify the reasons
         return {}
     return {k: (r.message_en, r.message_vi, r.column) for k, r in RULES.items()}

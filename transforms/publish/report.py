@@ -29,7 +29,7 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-from transforms.terms import parse_term, round_index
+from transforms.vocabulary import parse_term, round_index
 
 LANGUAGES = ("en", "vi")
 SUPPRESSED = ".."
@@ -38,7 +38,7 @@ MIN_BASE = 22.5         # HESA: percentages on fewer than 22.5 people are suppre
 ICT = timedelta(hours=7)  # received_at is stored in UTC; windows close at midnight Vietnam time
 
 TRACKS = ("design", "fabrication", "packaging_testing", "equipment")
-# Normal length per degree level, as in the model (transforms/calibrate.py NORMAL_YEARS).
+# Normal length per degree level, as in the model (transforms/model/calibrate.py NORMAL_YEARS).
 NORMAL_YEARS = {"bachelor": 4, "engineer": 5, "master": 2, "doctor": 4}
 
 # (en, vi) for every label that comes from data codes.

@@ -12,9 +12,9 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from transforms.ingest import Submission
-from transforms.landing import LandedFile
-from transforms.settings import Paths
+from transforms.ingest.stage import Submission
+from transforms.ingest.landing import LandedFile
+from transforms.config import Paths
 
 
 class WarehouseBusy(RuntimeError):

@@ -1,6 +1,6 @@
 """GX Data Docs for a run's validation results: a static site beside the report.
 
-The pipeline validates with ``Batch.validate()`` (no results store: see transforms/expectations.py),
+The pipeline validates with ``Batch.validate()`` (no results store: see transforms/contract/suites.py),
 so :func:`save_results` keeps each batch's GX result as JSON in the run's work folder, trimmed to
 20 failing values per expectation (the full list of failing rows is in ``ops.row_issues``), and
 :func:`build_data_docs` renders them with GX's own SiteBuilder from a fresh *ephemeral* context
@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
-from transforms import expectations as contract  # noqa: F401  (sets GX logging and analytics first)
+from transforms.contract import suites as contract  # noqa: F401  (sets GX logging and analytics first)
 
 import great_expectations as gx  # noqa: E402
 from great_expectations.core.expectation_validation_result import (  # noqa: E402

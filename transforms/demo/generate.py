@@ -25,7 +25,7 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.writer.excel import ExcelWriter
 
-from transforms.terms import parse_round, parse_term, round_index, term_index, terms_between
+from transforms.vocabulary import parse_round, parse_term, round_index, term_index, terms_between
 
 STUDENTS_PER_TERM = 30_000  # national, at scale 1, in the middle of the window
 STOCK_PER_INTAKE = 3.35  # students on the rolls per yearly intake (measured on the default run)

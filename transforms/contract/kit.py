@@ -27,15 +27,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from transforms import expectations as contract
-from transforms import reference_checks
-from transforms import submission_checks as checks
-from transforms.ingest import KnownFiles, stage_submissions
-from transforms.landing import CODE_RE, LandedFile, sha256_of
-from transforms.normalise import ENROLLMENT_RAW, ENROLLMENT_REQUIRED, PLACEMENT_RAW, PLACEMENT_REQUIRED
-from transforms.readers import AliasTable, read_submission
-from transforms.settings import get_paths
-from transforms.terms import ROUND_RE, TERM_RE
+from transforms.contract import suites as contract
+from transforms.contract import reference as reference_checks
+from transforms.contract import checks
+from transforms.ingest.stage import KnownFiles, stage_submissions
+from transforms.ingest.landing import CODE_RE, LandedFile, sha256_of
+from transforms.ingest.normalise import ENROLLMENT_RAW, ENROLLMENT_REQUIRED, PLACEMENT_RAW, PLACEMENT_REQUIRED
+from transforms.ingest.readers import AliasTable, read_submission
+from transforms.config import get_paths
+from transforms.vocabulary import ROUND_RE, TERM_RE
 
 VERDICT_TEXT = {
     checks.ACCEPTED: ("ACCEPTED: the file would be loaded.", "CHẤP NHẬN: tệp sẽ được nạp."),
@@ -77,7 +77,7 @@ def _where(path: Path, university_code: str | None, term: str | None) -> tuple[s
 
 def _key(paths, snapshot: Path) -> tuple[bytes, bool, str]:
     """The warehouse's key when it is here and matches the snapshot, else a throwaway one."""
-    from transforms.pseudonym import PseudonymKeyError, fingerprint, load_key
+    from transforms.ingest.pseudonym import PseudonymKeyError, fingerprint, load_key
 
     if snapshot.exists():
         try:
@@ -99,7 +99,7 @@ def _key(paths, snapshot: Path) -> tuple[bytes, bool, str]:
 
 def _student_numbers(path: Path, dataset: str, university_code: str | None, reference_dir: Path) -> dict[int, str]:
     """line -> the student number as sent (for the kit's report only; never stored)."""
-    from transforms.readers import SubmissionSettings
+    from transforms.ingest.readers import SubmissionSettings
 
     try:
         sheet = SubmissionSettings.from_csv(reference_dir / "submission_settings.csv").sheet_for(university_code)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from transforms.calibrate import LEVELS, G, L0, L1, S0, S1, X, Calibration, Draws
+from transforms.model.calibrate import LEVELS, G, L0, L1, S0, S1, X, Calibration, Draws
 
 F32 = np.float32
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from transforms.terms import ROUND_RE, TERM_RE
+from transforms.vocabulary import ROUND_RE, TERM_RE
 
 CODE_RE = re.compile(r"^[A-Z0-9]{2,12}$")
 DATASETS = ("enrollment", "placements")

@@ -18,14 +18,14 @@ from typing import Callable
 
 import pandas as pd
 
-from transforms import expectations as contract
-from transforms.landing import LandedFile, sha256_of
-from transforms.normalise import (ENROLLMENT_REQUIRED, ENROLLMENT_RAW, PLACEMENT_RAW, PLACEMENT_REQUIRED,
+from transforms.contract import suites as contract
+from transforms.ingest.landing import LandedFile, sha256_of
+from transforms.ingest.normalise import (ENROLLMENT_REQUIRED, ENROLLMENT_RAW, PLACEMENT_RAW, PLACEMENT_REQUIRED,
                                   ValueAliases, normalise_enrollment, normalise_placements)
-from transforms.readers import AliasTable, SubmissionRejected, read_submission
-from transforms.warehouse import AccountingError
-from transforms.warehouse import forget_periods as forget
-from transforms.warehouse import set_state
+from transforms.ingest.readers import AliasTable, SubmissionRejected, read_submission
+from transforms.warehouse.db import AccountingError
+from transforms.warehouse.db import forget_periods as forget
+from transforms.warehouse.db import set_state
 from transforms import faults
 
 VALIDATION_BATCH_ROWS = 300_000  # bounds memory: staged files are validated this many rows at a time
@@ -119,8 +119,8 @@ def new_files(landed: list[LandedFile], known: KnownFiles) -> list[LandedFile]:
 
 def stage_submissions(files: list[LandedFile], known: KnownFiles, work_dir: Path, *, key: bytes,
                       reference_dir: Path, progress: Callable[[int, int], None] | None = None) -> list[Submission]:
-    from transforms.normalise import CohortConventions
-    from transforms.readers import SubmissionSettings
+    from transforms.ingest.normalise import CohortConventions
+    from transforms.ingest.readers import SubmissionSettings
 
     aliases = AliasTable.from_csv(reference_dir / "column_aliases.csv")
     values = ValueAliases.from_csv(reference_dir / "value_aliases.csv")
@@ -145,7 +145,7 @@ def _stage_one(f: LandedFile, seen_sha: dict, work_dir: Path, key: bytes, aliase
     """
     import logging
 
-    from transforms.normalise import NO_CONVENTIONS
+    from transforms.ingest.normalise import NO_CONVENTIONS
 
     if f.problem:
         return Submission(f, "rejected", f"{f.relpath}: {f.problem}")
@@ -187,7 +187,7 @@ def validate_staged(submissions: list[Submission], work_dir: Path, ref: "contrac
     """Run the contract over every staged file, in batches; write issues, per-file results and verdicts.
 
     Per batch two GX calls: the row suite, then the submission suite over a one-row-per-file
-    summary (transforms/submission_checks.py).  With `con` (the warehouse; read-only queries and
+    summary (transforms/contract/checks.py).  With `con` (the warehouse; read-only queries and
     temp tables only) enrollment rows get their student's previous row and each file its
     university's previous accepted term, so transition and cross-term rules are judged; without
     it they are skipped.  Writes issues_/results_/verdicts_<dataset>.parquet and the GX results
@@ -197,8 +197,8 @@ def validate_staged(submissions: list[Submission], work_dir: Path, ref: "contrac
     each student's latest earlier row (History ``ordered``); ``ordered_history`` False keeps every
     earlier row instead, with the same results (the reference the tests compare against).
     """
-    from transforms import datadocs
-    from transforms import submission_checks as checks
+    from transforms.contract import datadocs
+    from transforms.contract import checks
 
     counts = {}
     for dataset in ("enrollment", "placements"):
@@ -282,7 +282,7 @@ def _issues(frame: pd.DataFrame, failures: pd.DataFrame | None, dataset: str) ->
 
 def _file_results(frame: pd.DataFrame, outcome, files: pd.DataFrame) -> pd.DataFrame:
     """Per file and rule: rows checked, rows failing, observed (GX reports per batch; we split by file)."""
-    from transforms import submission_checks as checks
+    from transforms.contract import checks
 
     return pd.concat([checks.row_results(frame, outcome.report, files), outcome.file_results], ignore_index=True)
 
@@ -297,7 +297,7 @@ def load_batch(con, submissions: list[Submission], work_dir: Path, run_id: str,
     in the same transaction, so a reader never sees a period missing or twice.
     `overrides` (submission_checks.read_overrides) are applied in the same transaction too, so
     every file's verdict is current when the load commits."""
-    from transforms import submission_checks as checks
+    from transforms.contract import checks
 
     con.execute("BEGIN TRANSACTION")
     try:
@@ -353,7 +353,7 @@ def _load(con, submissions, work_dir: Path, run_id: str) -> dict[str, int]:
             FROM read_parquet(?) r JOIN ops.manifest m USING (file_id)""",
                     [run_id, dataset, str(work_dir / f"results_{dataset}.parquet")])
         if dataset == "enrollment":
-            from transforms.submission_checks import reconcile_totals
+            from transforms.contract.checks import reconcile_totals
 
             reconcile_totals(con, run_id, staged, issues)
     # Counts per file of this run, from what was actually written.

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
-from transforms.terms import term_from_index, term_index
+from transforms.vocabulary import term_from_index, term_index
 
 TRACKS = ["design", "fabrication", "packaging_testing", "equipment"]
 LEVELS = ["bachelor", "engineer", "master", "doctor"]

@@ -1,7 +1,7 @@
 """Turn a file's text rows into the canonical, pseudonymised shape (per file).
 
 Values that cannot be understood become null here and keep their original text in a
-`raw_*` column; the data contract (transforms/expectations.py) then quarantines the row
+`raw_*` column; the data contract (transforms/contract/suites.py) then quarantines the row
 with a reason that names the field. Names, national ids and birth dates do not survive
 this step: only keyed hashes and the birth year do.
 
@@ -30,9 +30,9 @@ from typing import Callable
 
 import pandas as pd
 
-from transforms.pseudonym import pseudonymise_list
-from transforms.readers import AliasLookup, header_key
-from transforms.terms import parse_term
+from transforms.ingest.pseudonym import pseudonymise_list
+from transforms.ingest.readers import AliasLookup, header_key
+from transforms.vocabulary import parse_term
 
 DEGREE_YEARS = {"bachelor": 4, "engineer": 5, "master": 2, "doctor": 4}
 ENROLLMENT_REQUIRED = {"student_id", "national_id", "gender", "programme_code", "degree_level",

@@ -10,11 +10,11 @@ Severity by scope:
 * ``file`` rules (suites ``enrollment_submission``, ``placement_submission``, validated over a
   one-row-per-file summary frame keyed by ``file_id``): an ``error`` rejects the whole submission;
   a ``warning`` loads it as ``accepted_with_warnings`` until a programme officer accepts the
-  warning in the overrides file (transforms/submission_checks.py).
+  warning in the overrides file (transforms/contract/checks.py).
 * ``load`` rules: accounting checks of the load transaction (totals by programme and status);
   an ``error`` there rolls the load back.
 * ``reference`` rules (suites ``ref_<file>``): an ``error`` fails the pipeline run before the
-  reference data is used (transforms/reference_checks.py).
+  reference data is used (transforms/contract/reference.py).
 
 Canonical enrollment frame (normalised by ingest before validation):
     row_id int64 unique | file_id str | university_code str | term str "YYYY-S" | line int
@@ -336,7 +336,7 @@ def build_placement_suite(ref: ContractReference) -> gx.ExpectationSuite:
     ])
 
 
-# Submission summaries: one row per file, computed by transforms/submission_checks.py.  Every
+# Submission summaries: one row per file, computed by transforms/contract/checks.py.  Every
 # measure is a float (NaN when it cannot be judged, e.g. no previous accepted term), so GX
 # skips it; the row conditions say how large the base must be for a comparison to mean anything.
 ENROLLMENT_SUMMARY_COLUMNS = (
@@ -424,7 +424,7 @@ def build_reference_suites(host_codes: list[str], host_tracks: list[str]) -> dic
 # the context's results store, serialising it through marshmallow, which took two thirds of the
 # time when many rows fail (12.7 of 20 s for 120,000 failing values) and would keep every report
 # alive in an ephemeral context.  Batch.validate() runs the same GX Validator without storing;
-# transforms/datadocs.py puts the (trimmed) results it needs into a Data Docs context itself.
+# transforms/contract/datadocs.py puts the (trimmed) results it needs into a Data Docs context itself.
 # GX contexts are not thread-safe and Prefect runs tasks in threads, hence the lock.
 _LOCK = threading.Lock()
 _BATCH_DEFINITION: list = []

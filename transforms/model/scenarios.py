@@ -15,7 +15,7 @@ changes:
   - add_host: {host_code: KR-NEW, name: ..., host_type: company, from_round: 2027H2,
                slots: {fabrication: 40, packaging_testing: 20}}
   - open_domestic_labs: {from_round: 2028H1, slots: {design: 30, fabrication: 30, packaging_testing: 30}}
-assumptions:                     # optional overrides of transforms.calibrate.Assumptions
+assumptions:                     # optional overrides of transforms.model.calibrate.Assumptions
   application_rate: [0.7, 20]
 ```
 Every change applies from `from_round` up to `to_round` (default: the horizon round), both included.
@@ -30,9 +30,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from transforms.calibrate import TRACKS, Assumptions
-from transforms.settings import REPO_ROOT
-from transforms.terms import ROUND_RE, round_index
+from transforms.model.calibrate import TRACKS, Assumptions
+from transforms.config import REPO_ROOT
+from transforms.vocabulary import ROUND_RE, round_index
 
 SCENARIO_DIR = REPO_ROOT / "data" / "scenarios"
 REQUIRED = ("name", "description", "author", "date")

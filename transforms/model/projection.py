@@ -11,7 +11,7 @@ read from the warehouse and the scenario files and written back to `marts.model_
 warehouse, scenario files and seed give identical marts.
 
 Command line (on a copy of a warehouse; never on the one a pipeline run is writing):
-    python -m transforms.model WAREHOUSE.duckdb [--scenario more_slots ...] [--draws 1000] [--seed N] [--write]
+    python -m transforms.model.projection WAREHOUSE.duckdb [--scenario more_slots ...] [--draws 1000] [--seed N] [--write]
 """
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from transforms.calibrate import (LEVEL_GROUP, LEVELS, TRACK_GROUP, TRACKS, Assumptions, Calibration, Draws,
+from transforms.model.calibrate import (LEVEL_GROUP, LEVELS, TRACK_GROUP, TRACKS, Assumptions, Calibration, Draws,
                                   calibrate, draw_parameters, load_panels)
-from transforms.scenarios import Scenario, apply_changes, find_scenarios, scenario_dir
-from transforms.simulate import RoundsSetup, intake_projection, per_entrant, project_cohorts, simulate_rounds
-from transforms.terms import round_from_index, round_index, term_from_index
+from transforms.model.scenarios import Scenario, apply_changes, find_scenarios, scenario_dir
+from transforms.model.simulate import RoundsSetup, intake_projection, per_entrant, project_cohorts, simulate_rounds
+from transforms.vocabulary import round_from_index, round_index, term_from_index
 
 DEFAULT_DRAWS = 1000
 DEFAULT_SEED = 20300101
@@ -767,7 +767,7 @@ def headline_text(outputs: dict[str, pd.DataFrame], scenario: str = "baseline") 
 def main(argv: list[str] | None = None) -> int:
     import duckdb
 
-    p = argparse.ArgumentParser(prog="python -m transforms.model", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m transforms.model.projection", description=__doc__.split("\n")[0])
     p.add_argument("warehouse", help="a lab2fab DuckDB warehouse (use a copy if a pipeline may be writing)")
     p.add_argument("--scenario", action="append", default=None,
                    help="scenario name in data/scenarios or a YAML path; repeat; default all")
