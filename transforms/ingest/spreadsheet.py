@@ -1,0 +1,143 @@
+"""Workbooks (.xlsx, .xlsm, .xls, .xlsb, .ods), read by python-calamine.
+
+calamine gives each sheet's cell values, merged ranges (XLSX, XLS) and visibility; this module
+keeps the project's own choices on top: the first visible sheet with a header (hidden sheets,
+such as lookup lists, last) or the sheet named for the university, title rows, merged and
+two-row headers (transforms/ingest/headers.py). Before calamine reads a zip-based workbook,
+transforms/ingest/limits.py scans it with a streaming cap, so memory and time stay bounded; the
+scan also gives what calamine does not: error cells (calamine reads them as empty; here they
+stay errors and the row is quarantined by rule ENR.cell.error / PLC.cell.error), merged ranges
+of ODS and XLSB files, and refusals of rows that would overwrite each other.
+docs/READERS.md lists every intended difference from openpyxl.
+"""
+from __future__ import annotations
+
+import io
+import logging
+
+from transforms.ingest import limits as L
+from transforms.ingest.headers import AliasTable, RawTable, SubmissionRejected, build_table, cell_text, header_key
+
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+FORMATS = ("xlsx", "xlsm", "xls", "xlsb", "ods")
+
+
+def _error(name: str, fmt: str, what: str) -> SubmissionRejected:
+    return SubmissionRejected(f"{name}: {what}. Open it in Excel and save it again as an Excel Workbook (.xlsx).",
+                              format=fmt)
+
+
+def scan(data: bytes, fmt: str, name: str, limits: L.Limits, deadline: L.Deadline) -> L.WorkbookScan:
+    """What the workbook holds, before any value is parsed; refuses what would exceed a limit."""
+    if fmt == "xls":
+        if not data.startswith(OLE_MAGIC):
+            raise _error(name, fmt, "is not a valid Excel 97-2003 (.xls) workbook (damaged, or another kind of file)")
+        from transforms.ingest import legacy
+        found = legacy.scan_xls(data, name, limits, deadline)
+    else:
+        if data.startswith(OLE_MAGIC):
+            raise _error(name, fmt, "is a password-protected workbook or an old Excel 97-2003 file with an "
+                                    f".{fmt} name; remove the password")
+        if not data.startswith(b"PK"):
+            raise _error(name, fmt, f"is not a valid {fmt.upper()} file (damaged, or not a workbook)")
+        if fmt == "ods":
+            found = L.scan_ods(data, name, limits, deadline)
+        elif fmt == "xlsb":
+            from transforms.ingest import legacy
+            found = legacy.scan_xlsb(data, name, limits, deadline)
+        else:
+            found = L.scan_xlsx(data, name, fmt, limits, deadline)
+    L.check_memory(found, len(data), name, fmt, limits)
+    return found
+
+
+def _rows(sheet, found: L.SheetScan | None, max_columns: int, deadline: L.Deadline):
+    """(line, cell texts) of the sheet's non-blank rows; error cells as their error code."""
+    if sheet.start is None:  # an empty sheet
+        return
+    # iter_rows gives the grid from A1, whatever `start` says (empty rows and columns before the data included)
+    errors: dict[int, list[tuple[int, str]]] = {}
+    for (row, col), code in (found.errors.items() if found is not None else ()):
+        errors.setdefault(row, []).append((col, code))
+    for i, values in enumerate(sheet.iter_rows()):
+        line = i + 1
+        if not i % 1024:
+            deadline.check()
+        cells = [v.strip() if type(v) is str else cell_text(v) for v in values[:max_columns]]
+        if line in errors:
+            for col, code in errors.pop(line):
+                if col <= max_columns:
+                    if len(cells) < col:
+                        cells.extend([""] * (col - len(cells)))
+                    cells[col - 1] = code
+        while cells and not cells[-1]:
+            cells.pop()
+        if cells:
+            yield line, [cell_text(c) if c and not c.isascii() else c for c in cells]
+
+
+def read_workbook(data: bytes, fmt: str, name: str, aliases: AliasTable, required: set[str], sheet: str | None,
+                  limits: L.Limits, deadline: L.Deadline) -> RawTable:
+    from python_calamine import CalamineWorkbook, SheetTypeEnum, SheetVisibleEnum
+
+    found = scan(data, fmt, name, limits, deadline)
+    try:
+        wb = CalamineWorkbook.from_filelike(io.BytesIO(data))
+    except Exception as e:  # calamine's XmlError, ZipError, PasswordError, CalamineError, ...
+        raise _unreadable(name, fmt, e) from None
+    try:
+        sheets = [(m.name, m.visible == SheetVisibleEnum.Visible) for m in wb.sheets_metadata
+                  if m.typ == SheetTypeEnum.WorkSheet]
+        if not sheets:
+            raise _error(name, fmt, "has no worksheet")
+        if sheet is not None:
+            chosen = [s for s in sheets if s[0] == sheet] or [s for s in sheets if header_key(s[0]) == header_key(sheet)]
+            if not chosen:
+                raise SubmissionRejected(
+                    f"{name}: has no sheet named '{sheet}' (its sheets: {', '.join(s[0] for s in sheets)}). Put the "
+                    f"data in a sheet named '{sheet}', or ask the programme office to change the sheet setting.",
+                    format=fmt)
+            candidates = chosen[:1]
+        else:  # the first visible sheet with a header; hidden sheets (lookup lists) last
+            candidates = [s for s in sheets if s[1]] + [s for s in sheets if not s[1]]
+        first_problem = None
+        for title, _ in candidates:
+            try:
+                ws = wb.get_sheet_by_name(title)
+            except Exception as e:
+                raise _unreadable(name, fmt, e) from None
+            sheet_scan = found.sheets.get(title)
+            ranges = ws.merged_cell_ranges
+            if ranges:
+                merges = [(c0 + 1, r0 + 1, c1 + 1, r1 + 1) for (r0, c0), (r1, c1) in ranges]
+            else:  # ODS and XLSB: calamine gives none, the scan found them
+                merges = list(sheet_scan.merge_ranges) if sheet_scan is not None else []
+            merges = [(c0, r0, min(c1, limits.max_columns), r1) for c0, r0, c1, r1 in merges if c0 <= limits.max_columns]
+            if len(merges) > limits.max_merges:
+                raise SubmissionRejected(f"{name}: sheet '{title}' has more than {limits.max_merges} merged ranges, over "
+                                         "the limit; it was not read. Unmerge the cells and save it again.", format=fmt)
+            try:
+                return build_table(_rows(ws, sheet_scan, limits.max_columns, deadline), merges, aliases, required,
+                                   name, fmt, None, title, max_rows=limits.max_rows,
+                                   merged_cell_budget=limits.max_merged_cells)
+            except SubmissionRejected as e:
+                if first_problem is None:
+                    first_problem = e
+                if not e.reason.startswith(f"{name}: no header row found"):
+                    raise
+        if len(candidates) > 1:
+            raise SubmissionRejected(first_problem.reason.replace(
+                ": no header row found:", f": no header row found in any of its {len(candidates)} sheets:", 1),
+                format=fmt)
+        raise first_problem
+    finally:
+        wb.close()
+
+
+def _unreadable(name: str, fmt: str, e: Exception) -> SubmissionRejected:
+    what = type(e).__name__
+    # The exception text may quote cell contents: it goes to the log, not into the manifest.
+    logging.getLogger(__name__).info("%s: cannot be read as %s: %s: %s", name, fmt.upper(), what, str(e)[:500])
+    if what == "PasswordError":
+        return _error(name, fmt, "is a password-protected workbook; remove the password")
+    return _error(name, fmt, f"cannot be read as {fmt.upper()} ({what})")
