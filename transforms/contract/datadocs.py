@@ -8,9 +8,14 @@ whose only site is a filesystem store at the output folder: no ``gx/`` project f
 The site is built in a temporary folder beside ``out_dir`` and swapped in, so a reader never sees
 half a site.  Pages: one per suite (its expectations, with rule id, severity and messages in
 their meta) and one per validated batch, plus GX's index.
+
+The failing values GX keeps are universities' cells: each is screened for personal data by content
+(transforms/contract/privacy.py) and HTML-escaped when it is saved, because GX's renderer writes
+values into the page as they are (a `<script>` sent as a programme code would run in the browser).
 """
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import uuid
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Iterable
 
 from transforms.contract import suites as contract  # noqa: F401  (sets GX logging and analytics first)
+from transforms.contract.privacy import mask_value
 
 import great_expectations as gx  # noqa: E402
 from great_expectations.core.expectation_validation_result import (  # noqa: E402
@@ -33,15 +39,33 @@ _LISTS = ("unexpected_list", "unexpected_index_list", "partial_unexpected_list",
           "partial_unexpected_counts")
 
 
+def safe(value):
+    """Every string in a GX result value screened for personal data and HTML-escaped (keys are
+    column names, ours)."""
+    if isinstance(value, dict):
+        return {k: safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [safe(v) for v in value]
+    if isinstance(value, str):
+        return html.escape(mask_value(value))
+    return value
+
+
 def trimmed(result: ExpectationSuiteValidationResult) -> dict:
-    """JSON dict of a suite result with at most KEEP_VALUES failing values per expectation."""
+    """JSON dict of a suite result with at most KEEP_VALUES failing values per expectation, every
+    value from the data screened and escaped (see :func:`safe`)."""
     for r in result.results:
         res = r.result or {}
         for k in _LISTS:
             if isinstance(res.get(k), list) and len(res[k]) > KEEP_VALUES:
                 res[k] = res[k][:KEEP_VALUES]
         res.pop("unexpected_index_query", None)
-    return result.to_json_dict()
+    out = result.to_json_dict()
+    for r in out.get("results", []):
+        for k in ("result", "exception_info"):
+            if k in r:
+                r[k] = safe(r[k])
+    return out
 
 
 def save_results(results: Iterable[ExpectationSuiteValidationResult], folder: Path, label: str) -> list[Path]:

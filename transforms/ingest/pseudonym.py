@@ -8,6 +8,8 @@ with a different key stops before it writes anything.
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 import hmac
 import logging
 import os
@@ -91,3 +93,103 @@ def pseudonymise_list(key: bytes, values: list, prefix: list | str | None = None
         h.update(v.encode())
         out[i] = h.hexdigest()
     return out
+
+
+# ---------------------------------------------------------------- identifiers before hashing
+#
+# One student, one pseudonym, whatever the spelling: an identifier is hashed only in its canonical
+# form, the same for CSV and every spreadsheet format (normalise.py calls these for every file).
+#   1. Unicode NFKC (full-width Ａ１ -> A1, NBSP -> space, ligatures);
+#   2. format and invisible characters removed (Unicode category Cf: zero-width space, ZWNJ/ZWJ,
+#      LRM/RLM and the other bidi marks, word joiner, soft hyphen, BOM; also variation selectors);
+#   3. any Unicode decimal digit (Arabic-Indic ٣, Devanagari ३, ...) to its ASCII digit;
+#   4. surrounding spaces trimmed; a student number also loses inner spaces, a national id its
+#      separators (space, dot, hyphen); Excel's ".0" of a number is dropped;
+#   5. case: the letters of a student number are case-insensitive and kept upper case
+#      ("b21dccn001" is "B21DCCN001");
+#   6. a letter from another script inside an id (Cyrillic "В" or Greek "Β" for Latin "B", Cyrillic
+#      "О" for the digit 0) is not hashed: the row is quarantined (ENR/PLC.student_id.unreadable,
+#      ENR.national_id.unreadable), as is a national id with letters for digits or one that Excel
+#      wrote in scientific notation with digits lost;
+#   7. leading zeros Excel dropped from a national id written as a number (it has no leading zero of
+#      its own): 10 or 11 digits are a 12-digit CCCD (its province code starts with 0) and are padded
+#      to 12; 8 digits are a 9-digit CMND of provinces 01–09 and are padded to 9. No other length is
+#      padded, and a value that already starts with 0 never is;
+#   8. after a label such as "CCCD:" a national id is digits and separators only, 12 digits (CCCD)
+#      or 9 (CMND): anything else (a name, a date, a phone number shifted into the column) is
+#      quarantined (ENR.national_id.unreadable), never hashed as if it named a person; likewise a
+#      student number with no digit, or shaped like a date or an email (ENR/PLC.student_id.unreadable).
+LOOKALIKE = "a letter from another alphabet that looks like a Latin letter or a digit"
+NOT_A_NUMBER = "not a student number: no digit, or shaped like a name, a date or an email"
+_DATE_SHAPED = re.compile(r"\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4}")
+_DIGIT_LOOKALIKES = re.compile(r"\d[OoIl]|[OoIl]\d")  # Latin letters typed for 0 and 1 among digits
+_SCIENTIFIC = re.compile(r"(\d)[.,](\d+)[eE]\+?(\d{1,2})")
+_DOT_ZERO = re.compile(r"(\d+)\.0+")
+_ID_LABEL = re.compile(r"^(?:(?:số\s+)?(?:cccd|cmnd|cmt)(?:\s*/\s*(?:cccd|cmnd|cmt))*|số)\s*[:#.]?\s*", re.I)
+_ID_BODY = re.compile(r"\d[\d .\-]*")  # digits with the separators offices type between groups
+
+
+def _to_ascii_digits(text: str) -> str:
+    return "".join(str(unicodedata.decimal(c)) if not c.isascii() and unicodedata.category(c) == "Nd" else c
+                   for c in text)
+
+
+def canonical_text(value: str) -> str:
+    """Steps 1–4 common to every identifier: NFKC, invisible characters out, ASCII digits, trimmed."""
+    if value.isascii():  # the usual case, and already canonical but for the spaces (ASCII has no Cf)
+        return value.strip()
+    from transforms.contract.privacy import clean
+
+    return _to_ascii_digits(clean(value)).strip()
+
+
+def _other_script(text: str) -> bool:
+    return not text.isascii() and any(c.isalpha() and not c.isascii() and not unicodedata.name(c, "").startswith("LATIN")
+                                      for c in text)
+
+
+def canonical_student_number(value: str) -> tuple[str | None, str | None]:
+    """(canonical student number, None), or (None, why it cannot be hashed), or (None, None) when blank."""
+    if not isinstance(value, str):
+        return None, None
+    s = "".join(canonical_text(value).split()).upper()
+    if not s:
+        return None, None
+    if _other_script(s):
+        return None, LOOKALIKE
+    if not any(c.isdigit() for c in s) or "@" in s or _DATE_SHAPED.fullmatch(s):
+        return None, NOT_A_NUMBER
+    m = _DOT_ZERO.fullmatch(s)
+    return (m.group(1) if m else s), None
+
+
+def canonical_national_id(value: str) -> tuple[str | None, str | None]:
+    """(canonical national id: digits only, padded by rule 7), or (None, why it cannot be hashed)."""
+    if not isinstance(value, str):
+        return None, None
+    s = canonical_text(value)
+    if not s:
+        return None, None
+    if _other_script(s) or _DIGIT_LOOKALIKES.search(s):
+        return None, LOOKALIKE
+    m = _SCIENTIFIC.fullmatch(s)
+    if m:  # 1.23456789012E+11 is exact; 1.23457E+11 kept 6 of 12 digits and names nobody
+        digits = m.group(1) + m.group(2)
+        if len(digits) != int(m.group(3)) + 1:
+            return None, "a number in scientific notation whose digits were lost (send the id as text)"
+        s = digits
+    m = _DOT_ZERO.fullmatch(s)
+    as_number = bool(m) or re.fullmatch(r"\d+", s) is not None
+    s = m.group(1) if m else s
+    body = _ID_LABEL.sub("", s)
+    if not _ID_BODY.fullmatch(body):  # a name, a date or a phone glued into the column is nobody's id
+        return None, "not a national id: it holds characters other than digits and separators"
+    digits = re.sub(r"\D", "", body)
+    if as_number and not digits.startswith("0"):
+        if len(digits) in (10, 11):
+            digits = digits.zfill(12)
+        elif len(digits) == 8:
+            digits = digits.zfill(9)
+    if digits and len(digits) not in (9, 12):
+        return None, f"a national id has 12 digits (CCCD) or 9 (CMND); this one has {len(digits)}"
+    return digits or None, None
