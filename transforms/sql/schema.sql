@@ -1,4 +1,6 @@
--- The warehouse's own tables. Idempotent: run at the start of every write session.
+-- The warehouse's own tables, as this version of lab2fab defines them. Run once, when a warehouse
+-- is created (transforms/warehouse/db.py `ensure_schema`); an existing warehouse is brought up to
+-- date by the numbered files in migrations/, and ops.state `schema_version` records how far it is.
 CREATE SCHEMA IF NOT EXISTS ops;      -- accounting: runs, files, quarantine, validation results
 CREATE SCHEMA IF NOT EXISTS ref;      -- reference data, reloaded from data/reference each run
 CREATE SCHEMA IF NOT EXISTS staging;  -- canonical, pseudonymised rows of current submissions
@@ -50,9 +52,6 @@ CREATE TABLE IF NOT EXISTS ops.manifest (
     verdict VARCHAR,                     -- accepted | accepted_with_warnings | rejected (NULL: duplicate)
     verdict_note VARCHAR                 -- pending / accepted file-level warnings (docs/CONTRACT_RULES.md)
 );
--- Warehouses created before the contract's verdicts.
-ALTER TABLE ops.manifest ADD COLUMN IF NOT EXISTS verdict VARCHAR;
-ALTER TABLE ops.manifest ADD COLUMN IF NOT EXISTS verdict_note VARCHAR;
 
 -- Every rule a row broke. Rows with an `error` are quarantined (not loaded); warnings are reported.
 CREATE TABLE IF NOT EXISTS ops.row_issues (
@@ -86,10 +85,6 @@ CREATE TABLE IF NOT EXISTS ops.validation_results (
     accepted_override BOOLEAN,           -- a failed warning accepted in the overrides file
     override_note VARCHAR                -- its reason, who accepted it and when
 );
-ALTER TABLE ops.validation_results ADD COLUMN IF NOT EXISTS observed VARCHAR;
-ALTER TABLE ops.validation_results ADD COLUMN IF NOT EXISTS scope VARCHAR;
-ALTER TABLE ops.validation_results ADD COLUMN IF NOT EXISTS accepted_override BOOLEAN;
-ALTER TABLE ops.validation_results ADD COLUMN IF NOT EXISTS override_note VARCHAR;
 
 -- The overrides file(s) as read by the latest run: every row, whether it was used and how often.
 CREATE TABLE IF NOT EXISTS ops.accepted_warnings (

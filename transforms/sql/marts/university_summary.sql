@@ -1,6 +1,5 @@
 -- One row per participating university: students, graduates, placements, data quality.
-CREATE OR REPLACE TABLE marts.university_summary AS
-WITH last_term AS (SELECT max(term) AS term FROM staging.enrollment),
+WITH last_term AS (SELECT term FROM marts.current_term),  -- the one definition of the latest term
 students AS (
     SELECT university_code, count(*) AS students_latest_term
     FROM staging.enrollment, last_term WHERE staging.enrollment.term = last_term.term
@@ -32,4 +31,4 @@ LEFT JOIN grads g USING (university_code)
 LEFT JOIN placed p USING (university_code)
 LEFT JOIN quality q USING (university_code)
 WHERE u.participates
-ORDER BY ALL;
+ORDER BY ALL

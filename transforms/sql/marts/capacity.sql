@@ -1,5 +1,4 @@
 -- Slots offered (reference scenario) against placements made, per round, host and track.
-CREATE OR REPLACE TABLE marts.capacity AS
 SELECT coalesce(s.round, p.round) AS round, coalesce(s.host_code, p.host_code) AS host_code,
        coalesce(s.track, p.track) AS track, coalesce(s.slots, 0) AS slots_offered,
        coalesce(p.placed, 0) AS slots_used,
@@ -7,4 +6,4 @@ SELECT coalesce(s.round, p.round) AS round, coalesce(s.host_code, p.host_code) A
 FROM ref.host_slots s
 FULL JOIN (SELECT round, host_code, track, sum(placed) AS placed FROM marts.placements_by_round GROUP BY ALL) p
   ON p.round = s.round AND p.host_code = s.host_code AND p.track = s.track
-ORDER BY ALL;
+ORDER BY ALL

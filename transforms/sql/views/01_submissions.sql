@@ -1,6 +1,0 @@
-CREATE SCHEMA IF NOT EXISTS analytics;
--- Where each participating university's submission for each term stands.
-CREATE OR REPLACE VIEW analytics.submissions AS
-SELECT university_code, name_vi AS university_name, term, submission_status, path AS file,
-       received_at, rows_read, rows_loaded, rows_quarantined, rows_with_warnings, reason
-FROM marts.submission_status;
