@@ -28,7 +28,8 @@ from transforms.model import projection as model  # noqa: E402
 
 
 def bench_model(warehouse_path: str | Path, draws: int = 1000, *, scenarios: list[str] | None = None,
-                seed: int = model.DEFAULT_SEED, decisions: bool = True, backtest: bool = True) -> dict:
+                seed: int = model.DEFAULT_SEED, decisions: bool = True, backtest: bool = True,
+                scale: float = 1.0) -> dict:
     """Time the whole model stage on `warehouse_path` (opened read-only; nothing is written)."""
     con = duckdb.connect(str(warehouse_path), read_only=True)
     try:
@@ -37,7 +38,7 @@ def bench_model(warehouse_path: str | Path, draws: int = 1000, *, scenarios: lis
         universities = con.execute("SELECT count(DISTINCT university_code) FROM staging.enrollment").fetchone()[0]
         t0, c0 = time.perf_counter(), time.process_time()
         out = model.run_model(con, scenarios, draws, seed, decisions=decisions,
-                              backtest_draws=200 if backtest else None)
+                              backtest_draws=200 if backtest else None, scale=scale)
         total, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         con.close()
@@ -62,7 +63,8 @@ def bench_model(warehouse_path: str | Path, draws: int = 1000, *, scenarios: lis
 
 def make_synthetic_national(source: str | Path, target: str | Path, factor: int = 16, universities: int = 240) -> Path:
     """A national-size warehouse from a demo one: every student row copied `factor` times under new
-    keys, and part of the copies moved to clone universities so that there are `universities` in all.
+    keys (student and person: each copy is another person, so T scales too), and part of the copies moved
+    to clone universities so that there are `universities` in all.
     Placements and slots are left as they are (slots do not scale with students)."""
     target = Path(target)
     target.unlink(missing_ok=True)
@@ -78,7 +80,7 @@ def make_synthetic_national(source: str | Path, target: str | Path, factor: int 
             SELECT e.file_id, CASE WHEN c.university_code IS NOT NULL AND i % 2 = 1
                                    THEN e.university_code || 'N' ELSE e.university_code END AS university_code,
                    e.term, e.line, CASE WHEN i = 0 THEN e.student_key ELSE e.student_key || '-' || i END AS student_key,
-                   e.person_key, e.gender, e.programme_code, e.degree_level, e.intake_year, e.study_year, e.status,
+                   CASE WHEN i = 0 THEN e.person_key ELSE e.person_key || '-' || i END AS person_key, e.gender, e.programme_code, e.degree_level, e.intake_year, e.study_year, e.status,
                    e.gpa, e.birth_year
             FROM staging.enrollment e CROSS JOIN range({int(factor)}) r(i)
             LEFT JOIN clone c USING (university_code)""")
@@ -111,17 +113,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--national", action="store_true", help="also time a synthetic national warehouse (x16)")
     p.add_argument("--factor", type=int, default=16)
+    p.add_argument("--scale", type=float, default=None,
+                   help="share of national size (default: the demo's, from the data folder of WAREHOUSE, as the pipeline)")
     args = p.parse_args(argv)
+    # The pipeline scales targets and slots to the demo's size; so does the benchmark, or slots never bind.
+    scale = args.scale if args.scale is not None else model.demo_scale(Path(args.warehouse).resolve().parent.parent)
     with tempfile.TemporaryDirectory(prefix="lab2fab-bench-") as tmp:
         # Work on a copy: a pipeline run may be writing the warehouse.
         copy = Path(tmp) / "warehouse.duckdb"
         shutil.copyfile(args.warehouse, copy)
-        _print(bench_model(copy, args.draws))
+        _print(bench_model(copy, args.draws, scale=scale))
         if args.national:
             t0 = time.perf_counter()
             national = make_synthetic_national(copy, Path(tmp) / "national.duckdb", args.factor)
             print(f"synthetic national warehouse built in {time.perf_counter() - t0:.1f} s")
-            _print(bench_model(national, args.draws))
+            _print(bench_model(national, args.draws, scale=min(1.0, scale * args.factor)))
     return 0
 
 

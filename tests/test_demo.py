@@ -118,7 +118,15 @@ def test_personal_data_looks_vietnamese(rows):
     people = rows[rows["student_id"] != ""].drop_duplicates(["university", "student_id"])
     assert (people["full_name"] == people["full_name"].map(lambda s: unicodedata.normalize("NFC", s))).all()
     assert people["full_name"].str.split().str[0].value_counts().index[0] == "Nguyễn"
-    assert people["national_id"].str.fullmatch(r"\d{12}").all() and people["national_id"].is_unique
+    assert people["national_id"].str.fullmatch(r"\d{12}").all()
+    # One national id per person; a person holds two student records only as a continuer: the same
+    # university's first degree, then its master's (same name, birth date and gender).
+    twice = people[people["national_id"].duplicated(keep=False)].sort_values(["national_id", "intake_year"])
+    assert len(twice) and (twice.groupby("national_id").size() == 2).all()
+    pairs = twice.groupby("national_id").agg(levels=("degree_level", tuple), unis=("university", "nunique"),
+                                             names=("full_name", "nunique"), births=("birth_date", "nunique"))
+    assert pairs["levels"].isin([("bachelor", "master"), ("engineer", "master")]).all()
+    assert (pairs[["unis", "names", "births"]] == 1).all().all()
     born = pd.to_datetime(people["birth_date"], format="mixed", dayfirst=True).dt.year
     # CCCD: gender-and-century digit, then the two last digits of the birth year.
     digit = people["national_id"].str[3].astype(int)
@@ -127,6 +135,11 @@ def test_personal_data_looks_vietnamese(rows):
     undergrad = people["degree_level"].isin(["bachelor", "engineer"]) & people["intake_year"].astype(int).lt(2030)
     assert ((people["intake_year"].astype(int) - born)[undergrad] == 18).mean() > 0.7
     assert {"bachelor", "engineer", "master"} <= set(people["degree_level"])
+
+
+def test_demo_records_its_national_fraction_and_continuers(small):
+    _, truth, _ = small
+    assert 0 < truth["national_fraction"] < 1 / 16 and truth["continuers"] > 0
 
 
 def test_every_office_style_appears(small):

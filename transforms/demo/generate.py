@@ -28,6 +28,8 @@ from openpyxl.writer.excel import ExcelWriter
 from transforms.vocabulary import parse_round, parse_term, round_index, term_index, terms_between
 
 STUDENTS_PER_TERM = 30_000  # national, at scale 1, in the middle of the window
+NATIONAL_SCALE = 16  # scale at which the demo is about national size (judgment: no national head count is published)
+CONTINUE_SHARE = 0.3  # master's entrants who hold the same university's first degree of the June before (judgment)
 STOCK_PER_INTAKE = 3.35  # students on the rolls per yearly intake (measured on the default run)
 INTAKE_GROWTH = 1.07  # the programme is scaling up
 MISTAKE_RATE = 0.005
@@ -235,6 +237,25 @@ def _simulate(office: Office, first: int, last: int, scale: float) -> tuple[pd.D
     return students, rows.iloc[np.argsort(t, kind="stable")].reset_index(drop=True)
 
 
+def _continuers(students: pd.DataFrame, rows: pd.DataFrame, rng: np.random.Generator) -> int:
+    """Some master's entrants are the university's own bachelors/engineers of the June before: they
+    get that graduate's national id, name, birth date and gender (one person, two degrees), so the
+    model's person count (person_key) is exercised. Returns how many."""
+    g = rows[(rows["status"] == "graduated") & (rows["t"] % 2 == 1)]      # June graduations
+    g = g[np.isin(students["degree_level"].to_numpy()[g["stu"].to_numpy()], ["bachelor", "engineer"])]
+    first = students.iloc[g["stu"].to_numpy()].assign(year=g["t"].to_numpy() // 2 + 1)
+    masters = students.index[(students["degree_level"] == "master").to_numpy()]
+    n = 0
+    for year, pool in first.groupby("year"):
+        cand = masters[(students.loc[masters, "intake_year"] == year).to_numpy()]
+        take = cand[rng.random(len(cand)) < CONTINUE_SHARE][:len(pool)]
+        src = pool.iloc[rng.permutation(len(pool))[:len(take)]]
+        for c in ("national_id", "full_name", "birth_date", "gender"):
+            students.loc[take, c] = src[c].to_numpy()
+        n += len(take)
+    return n
+
+
 def _people(office: Office, progs: pd.DataFrame, intake, serial, seq, drop) -> pd.DataFrame:
     """Who the students are: ids, names, birth dates and citizen ids that look Vietnamese."""
     rng, n = office.rng, len(intake)
@@ -424,6 +445,7 @@ def generate_demo(landing_dir: Path, reference_dir: Path, *, seed: int = 2026112
     rows_written, carry, next_kind, mtimes = 0, 0.0, 0, []  # rows_written: enrollment rows only
     per_term = dict.fromkeys(terms, 0)
     graduates = []
+    continuers = 0
 
     def tick(rows: int) -> None:
         nonlocal done, rows_written
@@ -439,6 +461,7 @@ def generate_demo(landing_dir: Path, reference_dir: Path, *, seed: int = 2026112
     for oi, office in enumerate(offices):
         received = [_received(term, office.rng) for term in terms]  # drawn before sizes: scale-independent
         students, rows = _simulate(office, first, last, scale)
+        continuers += _continuers(students, rows, np.random.default_rng([seed, office.ordinal, 7]))
         grads = rows[rows["status"] == "graduated"]
         graduates.append(students.iloc[grads["stu"]][["student_id", "track"]].assign(
             t=grads["t"].to_numpy(), university_code=office.code))
@@ -499,6 +522,10 @@ def generate_demo(landing_dir: Path, reference_dir: Path, *, seed: int = 2026112
         "styles": {o.code: o.style for o in offices}, "files_written": done, "rows_written": rows_written,
         "row_mistakes": mistakes, **summary_files,
         "placements": {rnd: len(t) for rnd, t in placements.items()}, "students_per_term": per_term,
+        # Share of national size (the model scales national targets and slots by it: docs/MODEL.md, "Scale").
+        "national_fraction": scale * sum(o.intake for o in offices) * STOCK_PER_INTAKE / STUDENTS_PER_TERM
+        / NATIONAL_SCALE,
+        "continuers": continuers,
     }
     (landing_dir / "demo_truth.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
                                                  encoding="utf-8")

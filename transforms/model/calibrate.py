@@ -27,15 +27,11 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
-from transforms.vocabulary import term_from_index, term_index
+from transforms import vocabulary
+from transforms.vocabulary import LEVEL_GROUP, NORMAL_YEARS, TRACK_GROUP, term_from_index, term_index
 
-TRACKS = ["design", "fabrication", "packaging_testing", "equipment"]
-LEVELS = ["bachelor", "engineer", "master", "doctor"]
-NORMAL_YEARS = {"bachelor": 4, "engineer": 5, "master": 2, "doctor": 4}
-TRACK_GROUP = {"design": "design", "fabrication": "fab_pkg_test", "packaging_testing": "fab_pkg_test",
-               "equipment": "fab_pkg_test"}
-LEVEL_GROUP = {"bachelor": "bachelor_engineer", "engineer": "bachelor_engineer", "master": "master",
-               "doctor": "doctor"}
+TRACKS = list(vocabulary.TRACKS)
+LEVELS = list(vocabulary.DEGREE_LEVELS)
 MAX_YEAR = 7  # data contract: study_year 1-7
 # Outcomes of one term for a student studying or on leave: studying in the same / next study year,
 # on leave in the same / next study year, graduated, left (dropped out, transferred, or lost).
@@ -73,6 +69,24 @@ class Assumptions:
     intake_growth_bounds: tuple[float, float] = (-0.10, 0.20)
     host_type_conversion: dict = field(default_factory=dict)  # host_type -> factor on conversion (default 1)
     decision_from_round: str | None = None  # extra slots of the capacity solution start here (default: first projected)
+    # Counting persons (docs/MODEL.md, "What is counted"): T from the first graduation on or after this
+    # month (YYYY-MM; Decision 1017/QĐ-TTg was signed on 21 Sep 2024) to the end of the horizon year.
+    trained_from: str = "2024-09"
+    final_year_rounds: int = 1           # rounds a student is eligible BEFORE graduating (judgment: the final semester)
+    conversion_lag_months: int = 6       # a completer's job counts 6 months after the round ends (NNFC: within six months)
+    # P goal per track group: a share of T (<= 1) or a number of persons (> 1). Judgment: no published goal.
+    practice_goal: dict = field(default_factory=lambda: {"design": 0.2, "fab_pkg_test": 0.2})
+    goal_probability: float = 0.8        # the capacity and budget answers meet the P goal with this probability
+    # Cost of one six-month slot by host type (USD, stipend + travel + host fee): judgment, no published figure.
+    cost_per_slot: dict = field(default_factory=lambda: {"company": 9000.0, "research_centre": 7000.0,
+                                                         "university": 6000.0, "domestic_lab": 2500.0})
+    budget: float | None = None          # budget for extra slots over the decision rounds (None: report the cost only)
+    # Share of announced host slots that hosts fill: Beta(mean, weight) prior, judgment, updated with the
+    # observed rounds (placements / announced slots of the same round and track).
+    slot_fill_prior: tuple[float, float] = (0.85, 20.0)
+    # Year-to-year noise (issue 15): each term's graduations and drop-outs of a cell are binomial around the
+    # draw's rates, and each term's intake Poisson around the trend (normal approximations; docs/MODEL.md).
+    flow_noise: bool = True
     fixed: dict = field(default_factory=dict)  # parameter -> fixed value (point mass), for sensitivity and tests
 
     @classmethod
@@ -94,7 +108,7 @@ class Assumptions:
 
 INTAKE_SIGMA_MAX = 0.3   # cap on the residual standard deviation of log intakes (a few years of data)
 INTAKE_YEARS_MAX = 12    # projected academic years covered by the draws
-FIXABLE = ("completion_rate", "conversion_rate", "application_rate", "without_practice_ratio")
+FIXABLE = ("completion_rate", "conversion_rate", "application_rate", "without_practice_ratio", "slot_fill")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -132,7 +146,7 @@ def load_panel(con, cutoff_term: str | None = None) -> Panel:
     return load_panels(con, [cutoff_term])[0]
 
 
-STATUSES = ["studying", "on_leave", "graduated", "dropped_out", "transferred"]
+STATUSES = list(vocabulary.STATUSES)  # this order is the model's status index
 
 
 def _sql_list(values: list[str]) -> str:
@@ -219,7 +233,7 @@ def load_panels(con, cutoffs: list[str | None]) -> list[Panel]:
                                   [last_ti]).df()
             fresh = latest[latest["ti"] >= last_ti - 2]
             con.register("model_latest", fresh)
-            stock = q(f"""SELECT p.ui, p.k, p.l, p.y, p.st, count(*) AS n
+            stock = q(f"""SELECT p.ui, p.k, p.l, p.y, p.st, f.ti AS from_ti, count(*) AS n
                           FROM model_seq p JOIN model_latest f ON f.ui = p.ui AND f.ti = p.ti
                           WHERE p.{active} GROUP BY ALL ORDER BY ALL""")
             con.unregister("model_latest")
@@ -298,6 +312,7 @@ class Calibration:
     # Parameters the data could not calibrate and the documented default used instead: dicts with
     # parameter, strata (or units), reason, used. Also rows `fallback.*` of marts.model_parameters.
     fallbacks: list = field(default_factory=list)
+    slot_fill_post: tuple[float, float] = (17.0, 3.0)   # Beta posterior of the share of announced slots filled
 
 
 def _beta_from(mean: float, weight: float) -> tuple[float, float]:
@@ -547,6 +562,14 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions()) -> Calibration:
 
     go = panel.graduates.merge(keys[["u", "track", "level", "cell"]], on=["u", "track", "level"], how="left")
     grads_obs = go[["u", "track", "level", "cell", "ti", "n"]].copy()
+    # A university missing the last term(s) is carried forward ONCE, here: its stock is moved on from its
+    # latest submission to the last term with the national mean transitions of the right semesters, and
+    # the graduates of the missing terms are imputed (counted once, as graduates of those terms). The
+    # projection then starts every university at the same term in the same semester: no phantom graduates.
+    if "from_ti" in st and (st["from_ti"] < last_ti).any():
+        stock0, imputed = _carry_forward(stock0, st, keys, mean, years, last_ti)
+        if len(imputed):
+            grads_obs = pd.concat([grads_obs, imputed], ignore_index=True)
 
     # Internships: completion and conversion, Beta priors from published figures updated with outcomes.
     pl = panel.placements
@@ -556,6 +579,15 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions()) -> Calibration:
     yes, no = float(pl["jobs_yes"].sum()), float(pl["jobs_no"].sum())
     completion_post = (comp[0] + completed, comp[1] + withdrew)
     conversion_post = (conv[0] + yes, conv[1] + no)
+    # Slot delivery: in the observed rounds, how many of the announced slots were filled.
+    fill = _beta_from(*a.slot_fill_prior)
+    hs = panel.host_slots
+    if len(pl) and len(hs):
+        ann = hs[hs["round"].isin(set(pl["round"]))].groupby(["round", "track"])["slots"].sum()  # observed rounds only
+        got = pl.set_index(["round", "track"])["placed"].reindex(ann.index).fillna(0.0)
+        filled = float(np.minimum(got, ann).sum()) if len(ann) else 0.0
+        fill = (fill[0] + filled, fill[1] + float(ann.sum()) - filled)
+    slot_fill_post = fill
     last_round = f"{(last_ti + 2) // 2}H{(last_ti + 2) % 2 + 1}"
     if completed + withdrew <= 0:
         fallbacks.append({"parameter": "completion_rate", "strata": 0,
@@ -577,9 +609,38 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions()) -> Calibration:
                       intake_base_year=base_year, intake_growth=growth, intake_growth_se=growth_se, intake_dof=dof,
                       intake_resid_var=resid_var, intake_sxx=sxx,
                       intake_share=share, grads_obs=grads_obs, completion_post=completion_post,
+                      slot_fill_post=slot_fill_post,
                       conversion_post=conversion_post, observed_rounds=obs, fallbacks=fallbacks)
     cal.summary = _summary(cal, a, counts, o_x, n_x, o_g, n_g, completed, withdrew, yes, no)
     return cal
+
+
+def _carry_forward(stock0: np.ndarray, st: pd.DataFrame, keys: pd.DataFrame, mean: np.ndarray, years: np.ndarray,
+                   last_ti: int) -> tuple[np.ndarray, pd.DataFrame]:
+    """Move the stock of cells whose latest submission is before `last_ti` on to `last_ti` with the
+    national posterior-mean transitions [L, sem, Y, from, outcome]; return it and the imputed graduates
+    (u, track, level, cell, ti, n) of the missing terms."""
+    stock0 = stock0.copy()
+    rows = []
+    late = st[st["from_ti"] < last_ti].groupby("cell")["from_ti"].max()
+    for cell, from_ti in late.items():
+        li = int(keys.at[cell, "l"])
+        Y = int(years[li])
+        state = stock0[cell, :Y].copy()                                         # [Y, 2 from]
+        for ti in range(int(from_ti), last_ti):
+            m = mean[li, ti % 2, :Y]                                             # [Y, 2, 6]
+            grads = float((state * m[..., G]).sum())
+            nxt = np.zeros_like(state)
+            up = np.minimum(np.arange(Y) + 1, Y - 1)
+            for f in range(2):
+                np.add.at(nxt[:, 0], np.arange(Y), state[:, f] * m[:, f, S0])
+                np.add.at(nxt[:, 0], up, state[:, f] * m[:, f, S1])
+                np.add.at(nxt[:, 1], np.arange(Y), state[:, f] * m[:, f, L0])
+                np.add.at(nxt[:, 1], up, state[:, f] * m[:, f, L1])
+            state = nxt
+            rows.append((keys.at[cell, "u"], keys.at[cell, "track"], keys.at[cell, "level"], int(cell), ti + 1, grads))
+        stock0[cell, :Y] = state
+    return stock0, pd.DataFrame(rows, columns=["u", "track", "level", "cell", "ti", "n"]).assign(imputed=True)
 
 
 def _beta_q(a_: float, b_: float) -> tuple[float, float, float]:
@@ -600,6 +661,10 @@ def _summary(cal: Calibration, a: Assumptions, counts, o_x, n_x, o_g, n_g, compl
     m, lo, hi = _beta_q(*cal.conversion_post)
     add("conversion_rate", m, lo, hi, f"Beta prior {SOURCE_CONVERSION}, prior weight {a.conversion_prior[1]:g}, "
         f"updated with {yes:.0f} semiconductor jobs of {yes + no:.0f} completers with a known outcome")
+    m, lo, hi = _beta_q(*cal.slot_fill_post)
+    add("slot_fill", m, lo, hi, f"share of announced host slots filled: Beta prior mean {a.slot_fill_prior[0]:g}, "
+        f"weight {a.slot_fill_prior[1]:g} (judgment), updated with the placements against the announced slots of "
+        f"{pl['round'].nunique()} observed rounds")
     ar = _beta_from(*a.application_rate)
     m, lo, hi = _beta_q(*ar)
     add("application_rate", m, lo, hi, "assumption (judgment): no data on applications; Beta prior "
@@ -692,17 +757,29 @@ class Draws:
     conversion: np.ndarray   # [D]
     application: np.ndarray  # [D]
     without_ratio: np.ndarray  # [D]
+    slot_fill: np.ndarray = None  # [D] share of announced host slots filled (None: all)
+    flow_seed: int | None = None  # seed of the year-to-year flow and intake noise (None: expected values only)
 
     @property
     def without_practice(self) -> np.ndarray:
         return self.conversion * self.without_ratio
+
+    def take(self, idx: np.ndarray) -> "Draws":
+        """The draws at positions `idx` (repeats allowed): the decisions stack several probes of the
+        same draws into one simulation, which costs far less than one simulation a probe."""
+        idx = np.asarray(idx, dtype=np.int64)
+        arrays = {f: getattr(self, f) for f in ("trans", "exit_or", "grad_or", "intake_growth", "intake_eps",
+                                                "completion", "conversion", "application", "without_ratio",
+                                                "slot_fill")}
+        return Draws(n=len(idx), flow_seed=self.flow_seed,
+                     **{f: (None if v is None else v[idx]) for f, v in arrays.items()})
 
 
 def draw_parameters(cal: Calibration, a: Assumptions, n: int, seed: int) -> Draws:
     """Sample every parameter from its posterior. Each parameter block has its own random stream
     (spawned from `seed`), so scenarios that share a parameter share its draws exactly (common
     random numbers): a scenario's difference from the baseline is never Monte Carlo noise."""
-    gens = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
+    gens = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(9)]  # child i is the same for any count
     g = gens[0].standard_gamma(np.broadcast_to(cal.trans_alpha, (n,) + cal.trans_alpha.shape))
     trans = (g / g.sum(axis=-1, keepdims=True)).astype(np.float32)
     if a.exit_scale != 1.0:  # sensitivity: scale drop-out, the other outcomes share the difference
@@ -751,7 +828,11 @@ def draw_parameters(cal: Calibration, a: Assumptions, n: int, seed: int) -> Draw
                  completion=beta(4, "completion_rate", cal.completion_post),
                  conversion=beta(5, "conversion_rate", cal.conversion_post),
                  application=beta(6, "application_rate", _beta_from(*a.application_rate)),
-                 without_ratio=beta(7, "without_practice_ratio", _beta_from(*a.without_practice_ratio)))
+                 without_ratio=beta(7, "without_practice_ratio", _beta_from(*a.without_practice_ratio)),
+                 slot_fill=beta(8, "slot_fill", cal.slot_fill_post),
+                 # Its own stream (child 9: children 0-8 are the same whatever the number spawned).
+                 flow_seed=int(np.random.SeedSequence(seed).spawn(10)[9].generate_state(1)[0]) if a.flow_noise
+                 else None)
 
 
 __all__ = ["Assumptions", "Calibration", "Draws", "Panel", "calibrate", "draw_parameters", "load_panel", "load_panels",

@@ -19,27 +19,36 @@ import argparse
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from transforms.model.calibrate import (LEVEL_GROUP, LEVELS, TRACK_GROUP, TRACKS, Assumptions, Calibration, Draws,
                                   calibrate, draw_parameters, load_panels)
-from transforms.model.scenarios import Scenario, apply_changes, find_scenarios, scenario_dir
+from transforms.model.scenarios import Scenario, apply_changes, demo_scale, find_scenarios, scenario_dir  # noqa: F401
+from transforms.model import measures as ms
+from transforms.model.persons import load_persons
 from transforms.model.simulate import RoundsSetup, intake_projection, per_entrant, project_cohorts, simulate_rounds
 from transforms.vocabulary import round_from_index, round_index, term_from_index
+from transforms.warehouse.db import latest_term
 
 DEFAULT_DRAWS = 1000
 DEFAULT_SEED = 20300101
 PROBABILITIES = (0.5, 0.8)
+# Draws the marginal analysis runs on (the first ones; see marginal_engineers).
+MARGINAL_DRAWS = 100
+# Draws the capacity solvers find each draw's threshold on (the first ones; see _group_thresholds).
+SOLVE_DRAWS = 400
 QUANTILES = (0.1, 0.5, 0.9)
 MARTS = ("model_headline", "model_engineers", "model_progress", "model_rounds", "model_bottleneck",
          "model_universities", "model_graduates", "model_cohorts", "model_capacity_solution", "model_marginal",
-         "model_backtest", "model_parameters", "model_scenarios")
+         "model_backtest", "model_parameters", "model_scenarios", "model_measures", "model_trained_scope",
+         "model_practice_capacity", "model_milestones")
 # Assumptions that change the calibration or the cohort projection (the rest only change the rounds).
 COHORT_FIELDS = ("lost_as_exit", "exit_scale", "intake_mode", "intake_growth", "intake_trend_years",
-                 "intake_growth_bounds", "completion_prior", "conversion_prior", "horizon_year")
+                 "intake_growth_bounds", "completion_prior", "conversion_prior", "horizon_year", "final_year_rounds",
+                 "trained_from", "flow_noise")
 
 
 def q3(x: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -73,7 +82,10 @@ def prepare(cal: Calibration, a: Assumptions, draws_n: int, seed: int) -> Prepar
     panel = cal.panel
     last_ti = cal.last_ti
     r_last = round_index(f"{a.horizon_year}H2")
-    n_terms = max(r_last - 2 - last_ti, 0)
+    lead = int(a.final_year_rounds)    # final-year students enter the pool `lead` rounds before graduating
+    # Project as far as anyone can still join a round by the horizon: with lead > 0 that includes
+    # students graduating after it, who compete for slots but are not counted (not trained by then).
+    n_terms = max(r_last - 2 + lead - last_ti, 0)
     cohort_intake = intake_projection(cal, draws, n_terms)
     cohort = project_cohorts(cal, draws, n_terms, summary=True, intake=cohort_intake)
     obs = cal.observed_rounds
@@ -81,7 +93,8 @@ def prepare(cal: Calibration, a: Assumptions, draws_n: int, seed: int) -> Prepar
     slot_rounds = sorted(panel.host_slots["round"].unique())
     first_interest = min([round_index(f"{a.count_from_year}H1")] + [round_index(r) for r in obs_rounds + slot_rounds])
     first_ti = int(panel.graduates["ti"].min()) if len(panel.graduates) else last_ti
-    r0 = max(first_ti + 2, first_interest - (a.rounds_eligible - 1))
+    ti_from = trained_from_term(a)
+    r0 = max(first_ti + 2 - lead, min(first_interest - (a.rounds_eligible - 1), ti_from + 2 - lead))
     r0 = min(r0, r_last)
     rounds = [round_from_index(i) for i in range(r0, r_last + 1)]
     R, K, L = len(rounds), len(TRACKS), len(LEVELS)
@@ -90,7 +103,7 @@ def prepare(cal: Calibration, a: Assumptions, draws_n: int, seed: int) -> Prepar
     grads_in = np.zeros((D, R, K, L))
     go = cal.grads_obs
     go = go[go["track"].isin(TRACKS) & go["level"].isin(LEVELS)]
-    pos = go["ti"].to_numpy(np.int64) + 2 - r0
+    pos = go["ti"].to_numpy(np.int64) + 2 - lead - r0
     ok = (pos >= 0) & (pos < R)
     obs_in = np.zeros((R, K, L))
     k_obs, l_obs = go["track"].map(TRACKS.index).to_numpy(np.int64), go["level"].map(LEVELS.index).to_numpy(np.int64)
@@ -102,7 +115,7 @@ def prepare(cal: Calibration, a: Assumptions, draws_n: int, seed: int) -> Prepar
     ind[np.arange(len(cells)), kl] = 1
     g = cohort["graduates"]                                           # [D, C, n_terms]
     for step in range(n_terms):
-        p = last_ti + 1 + step + 2 - r0
+        p = last_ti + 1 + step + 2 - lead - r0
         if 0 <= p < R:
             grads_in[:, p] += (g[:, :, step] @ ind).reshape(D, K, L)
     # Entrants per university and track (all universities with graduates, observed or projected).
@@ -113,7 +126,7 @@ def prepare(cal: Calibration, a: Assumptions, draws_n: int, seed: int) -> Prepar
     UK = len(uk_all)
     grads_uk = np.zeros((D, R, UK), dtype=np.float32)
     jo = go.merge(uk_all, on=["u", "track"])
-    pos = jo["ti"].to_numpy(np.int64) + 2 - r0
+    pos = jo["ti"].to_numpy(np.int64) + 2 - lead - r0
     ok = (pos >= 0) & (pos < R)
     obs_uk = np.zeros((R, UK), dtype=np.float32)
     np.add.at(obs_uk, (pos[ok], jo["j"].to_numpy(np.int64)[ok]), jo["n"].to_numpy(np.float32)[ok])
@@ -123,7 +136,7 @@ def prepare(cal: Calibration, a: Assumptions, draws_n: int, seed: int) -> Prepar
     bounds = np.r_[0, np.nonzero(np.diff(cj[order]))[0] + 1]
     js = cj[order][bounds] if len(cj) else cj
     for step in range(n_terms):
-        p = last_ti + 1 + step + 2 - r0
+        p = last_ti + 1 + step + 2 - lead - r0
         if 0 <= p < R and len(cj):   # no cells: nobody on the rolls to project, observed graduates only
             grads_uk[:, p, js] += np.add.reduceat(g[:, order, step], bounds, axis=1)
     observed = {}
@@ -147,7 +160,24 @@ def prepare(cal: Calibration, a: Assumptions, draws_n: int, seed: int) -> Prepar
                     cohorts=cohorts, n_terms=n_terms)
 
 
-def rounds_setup(prep: Prepared, scenario: Scenario, a: Assumptions) -> RoundsSetup:
+def trained_from_term(a: Assumptions) -> int:
+    """Index of the first term whose graduates count toward T: a term's graduates finish in January
+    (first semester) or June (second) of the year after the term's academic year starts."""
+    y, m = (int(x) for x in str(a.trained_from).split("-")[:2])
+    ti = (y - 1) * 2                       # term (y-1)-1: graduates in January of year y
+    while (ti // 2 + 1) * 12 + (1 if ti % 2 == 0 else 6) < y * 12 + m:
+        ti += 1
+    return ti
+
+
+def horizon_term(a: Assumptions) -> int:
+    """Index of the last term whose graduates finish by the end of the horizon year (June of it)."""
+    return (a.horizon_year - 1) * 2 + 1
+
+
+def rounds_setup(prep: Prepared, scenario: Scenario, a: Assumptions, scale: float = 1.0) -> RoundsSetup:
+    """scale: the warehouse's share of national size (the demo's 1/N): the slot table is national, so it
+    is scaled to compare like with like (docs/MODEL.md, "Scale")."""
     panel = prep.cal.panel
     slots, hosts = apply_changes(scenario, panel.host_slots, panel.hosts, prep.rounds)
     codes = list(hosts["host_code"])
@@ -164,9 +194,14 @@ def rounds_setup(prep: Prepared, scenario: Scenario, a: Assumptions) -> RoundsSe
                 accepts[i, TRACKS.index(tr)] = True
     factor = np.array([float((a.host_type_conversion or {}).get(ht, 1.0)) for ht in hosts["host_type"]])
     years = np.array([int(r[:4]) for r in prep.rounds])
-    return RoundsSetup(rounds=prep.rounds, year=years, slots=arr, accepts=accepts, host_factor=factor,
-                       observed=prep.observed_rounds, eligible_rounds=int(a.rounds_eligible),
-                       count_from_year=a.count_from_year, horizon_year=a.horizon_year, host_codes=codes)
+    # A round ends in June (H1) or December (H2); its completers' jobs count `conversion_lag_months` later.
+    ends = np.array([int(r[:4]) * 12 + (6 if r.endswith("H1") else 12) for r in prep.rounds])
+    converts = ends + int(a.conversion_lag_months) <= a.horizon_year * 12 + 12
+    return RoundsSetup(rounds=prep.rounds, year=years, slots=arr * float(scale), accepts=accepts,
+                       host_factor=factor, observed=prep.observed_rounds,
+                       eligible_rounds=int(a.rounds_eligible) + int(a.final_year_rounds),
+                       count_from_year=a.count_from_year, horizon_year=a.horizon_year, host_codes=codes,
+                       converts_by_horizon=converts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,6 +290,35 @@ def _thresholds(f, target: float, hi_cap: float, D: int, tol: float = 0.5, max_i
     return np.where(np.isnan(thr), hi, thr), f0, f_cap
 
 
+def _group_thresholds(setup: RoundsSetup, draws: Draws, grads_in: np.ndarray, groups: list, span: np.ndarray,
+                      hi_cap: float, metric) -> list:
+    """`_thresholds` for several track groups at once: the groups' probes are stacked along the draw axis,
+    so each iteration is ONE simulation for all of them (the round loop costs the same for 1 or 4 blocks).
+    groups: (name, share [K], target: number or [D]); metric(res, rows) -> {group: per-row values};
+    The thresholds are found on the first `SOLVE_DRAWS` draws (their quantile is the answer; the callers
+    report the probability the answer achieves on every draw); returns (thr, f0, f_cap) per group, one
+    value per draw solved on."""
+    D, G = min(draws.n, SOLVE_DRAWS), len(groups)
+    if not G:
+        return []
+    draws = draws.take(np.arange(D)) if D < draws.n else draws
+    grads_in = grads_in[:D] if grads_in.shape[0] > 1 else grads_in
+    idx = np.tile(np.arange(D), G)
+    draws_t = draws.take(idx)
+    grads_t = grads_in[idx] if grads_in.shape[0] > 1 else grads_in
+    shares = np.repeat(np.stack([g[1] for g in groups]), D, axis=0)            # [G * D, K]
+    target = np.concatenate([np.broadcast_to(np.asarray(g[2], float)[:D] if np.ndim(g[2]) else float(g[2]), D)
+                             for g in groups])
+
+    def f(x):
+        res = simulate_rounds(setup, grads_t, draws_t, x[:, None, None] * span[None, :, None] * shares[:, None, :])
+        vals = metric(res, draws_t, idx)
+        return np.concatenate([vals[name][j * D:(j + 1) * D] for j, (name, _, _) in enumerate(groups)])
+
+    thr, f0, f_cap = _thresholds(f, target, hi_cap, G * D)
+    return [(thr[j * D:(j + 1) * D], f0[j * D:(j + 1) * D], f_cap[j * D:(j + 1) * D]) for j in range(G)]
+
+
 def solve_capacity(prep: Prepared, setup: RoundsSetup, base_res, targets: dict, a: Assumptions,
                    scenario: str = "baseline") -> pd.DataFrame:
     """The fewest extra slots per round, per track, that meet each track-group target with
@@ -265,28 +329,38 @@ def solve_capacity(prep: Prepared, setup: RoundsSetup, base_res, targets: dict, 
     span = np.zeros(R)
     span[start:] = 1.0
     span[~setup.window] = 0.0
+    # The rounds the extra slots go to (the reported from_round: never a round outside the window).
+    first = int(np.argmax(span > 0)) if span.any() else start
     unmet = np.median(base_res.per_round["unmet_demand"][:, start:], axis=0).sum(axis=0)   # [K]
     base_slots = setup.slots[start:].sum(axis=(0, 1))
     rows = []
     hi_cap = float(prep.grads_in.sum(axis=(2, 3)).max() * max(a.rounds_eligible, 1) * 2 + 10)
+    todo = []
     for group in ("design", "fab_pkg_test"):
         ks = [k for k, t in enumerate(TRACKS) if TRACK_GROUP[t] == group]
         w = unmet[ks] if unmet[ks].sum() > 0 else base_slots[ks]
         share = np.zeros(K)
         share[ks] = w / w.sum() if w.sum() > 0 else 1 / len(ks)
         target = targets.get(("track_group", group))
-        if target is None:
-            continue
+        if target is not None:
+            todo.append((group, share, target))
 
-        def extra_for(x):  # x: [D] extra slots per round for the group
-            return x[:, None, None] * span[None, :, None] * share[None, None, :]
+    def practice_ready(res, _draws, _idx):
+        pr, wp, _ = engineers_by_year(setup, res)
+        return {g: v[1] for (dim, g), v in group_totals(pr, wp).items() if dim == "track_group"}
 
-        for measure in ("engineers", "practice_ready"):
-            f = lambda x: _metric(setup, prep, draws, extra_for(x), group, measure)  # noqa: E731
-            thr, f0, f_hi = _thresholds(f, target, hi_cap, D)
+    # Issue 15: the capacity question is asked of practice (P, `solve_practice_capacity`); "engineers"
+    # rests on a judgment prior and is no longer solved for (it doubled the cost of a run).
+    solved = _group_thresholds(setup, draws, prep.grads_in, todo, span, hi_cap, practice_ready)
+    pr0, wp0, _ = engineers_by_year(setup, base_res)
+    base_p = {g: v[1] for (dim, g), v in group_totals(pr0, wp0).items() if dim == "track_group"}
+    for (group, share, target), (thr, _, f_hi) in zip(todo, solved):
+        ks = [k for k, t in enumerate(TRACKS) if TRACK_GROUP[t] == group]
+        f0 = base_p[group]                                                   # baseline on every draw
+        for measure in ("practice_ready",):
             for p in PROBABILITIES:
                 srt = np.sort(thr)
-                x = srt[int(np.ceil(p * D)) - 1]
+                x = srt[int(np.ceil(p * len(thr))) - 1]
                 feasible = np.isfinite(x)
                 per_track = np.ceil(share * x) if feasible else np.full(K, np.nan)
                 achieved = np.nan
@@ -301,12 +375,12 @@ def solve_capacity(prep: Prepared, setup: RoundsSetup, base_res, targets: dict, 
                 if feasible and per_track[ks].sum() > 0:
                     slots_txt = ", ".join(f"{TRACKS[k]}: {per_track[k]:.0f}" for k in ks if per_track[k] > 0)
                     change = (f"add_host: {{host_code: EXTRA-{group.upper()}, host_type: company, "
-                              f"from_round: {prep.rounds[start]}, to_round: {prep.rounds[last]}, "
+                              f"from_round: {prep.rounds[first]}, to_round: {prep.rounds[last]}, "
                               f"slots: {{{slots_txt}}}}}")
                 for k in ks:
                     rows.append((scenario, measure, group, TRACKS[k], p, target,
                                  float(per_track[k]) if feasible else np.nan,
-                                 float(np.ceil(x)) if feasible else np.nan, prep.rounds[start], prep.rounds[last],
+                                 float(np.ceil(x)) if feasible else np.nan, prep.rounds[first], prep.rounds[last],
                                  n_rounds, float(per_track[k] * n_rounds) if feasible else np.nan,
                                  float(share[k]), bool(feasible), achieved, float(np.mean(f0 >= target)),
                                  float(np.median(f0)), float(np.median(f_hi)), change,
@@ -319,34 +393,160 @@ def solve_capacity(prep: Prepared, setup: RoundsSetup, base_res, targets: dict, 
         "scenario_change", "note"])
 
 
-def marginal_engineers(prep: Prepared, setup: RoundsSetup, a: Assumptions, scenario: str = "baseline") -> pd.DataFrame:
-    """Engineers (and practice-ready engineers) by the horizon gained per extra slot, per track and round."""
-    draws = prep.draws
+def marginal_engineers(prep: Prepared, setup: RoundsSetup, a: Assumptions, scenario: str = "baseline",
+                       persons=None) -> pd.DataFrame:
+    """Engineers (and practice-ready engineers) by the horizon gained per extra slot, per track and round;
+    with `persons`, also practice-ready persons (P) and employed persons (E) per slot.
+
+    Speed: every probe (one more slot in one round and track) and the base run go into ONE simulation,
+    stacked along the draw axis, on the first `MARGINAL_DRAWS` draws (a per-slot mean and its P10-P90
+    need far fewer draws than the targets' probabilities; docs/MODEL.md, "Performance")."""
     R, K = len(prep.rounds), len(TRACKS)
-    base = simulate_rounds(setup, prep.grads_in, draws)
-    pr0, wp0, _ = engineers_by_year(setup, base)
-    e0, p0 = (pr0 + wp0).sum(axis=(1, 2, 3)), pr0.sum(axis=(1, 2, 3))
-    rows = []
+    Dm = min(prep.draws.n, MARGINAL_DRAWS)
+    probes = [(i, k) for i in range(prep.first_projected, R) if setup.window[i] for k in range(K)]
+    n = len(probes) + 1                                             # block 0: the base run
+    idx = np.tile(np.arange(Dm), n)
+    draws = prep.draws.take(idx)
     step = 1.0
-    for i in range(prep.first_projected, R):
-        if not setup.window[i]:
-            continue
-        for k in range(K):
-            ex = np.zeros((1, R, K))
-            ex[0, i, k] = step
-            res = simulate_rounds(setup, prep.grads_in, draws, ex)
-            pr, wp, _ = engineers_by_year(setup, res)
-            de = ((pr + wp).sum(axis=(1, 2, 3)) - e0) / step
-            dp = (pr.sum(axis=(1, 2, 3)) - p0) / step
-            qe, qp = q3(de), q3(dp)
-            binding = float(np.mean(base.per_round["unmet_demand"][:, i, k] > 1e-9))
-            rows.append((scenario, TRACKS[k], prep.rounds[i], float(de.mean()), *map(float, qe), float(dp.mean()),
-                         *map(float, qp), binding))
+    ex = np.zeros((n * Dm, R, K))
+    for j, (i, k) in enumerate(probes, start=1):
+        ex[j * Dm:(j + 1) * Dm, i, k] = step
+    grads = prep.grads_in[idx]
+
+    def blocks(x):                                                  # [n * Dm] -> [n, Dm]
+        return x.reshape(n, Dm)
+
+    res = simulate_rounds(setup, grads, draws, ex)
+    pr, wp, _ = engineers_by_year(setup, res)
+    e, p = blocks((pr + wp).sum(axis=(1, 2, 3))), blocks(pr.sum(axis=(1, 2, 3)))
+    unmet = res.per_round["unmet_demand"][:Dm]
+    PP = EE = None
+    if persons is not None:
+        sub = replace(prep, draws=draws, grads_in=grads)
+        m = ms.compute(sub, setup, simulate_rounds(setup, ms.counted_pool(grads, persons), draws, ex), a, persons)
+        PP, EE = blocks(m.P.sum(axis=(1, 2))), blocks(m.E.sum(axis=(1, 2)))
+    rows = []
+    for j, (i, k) in enumerate(probes, start=1):
+        de, dp = (e[j] - e[0]) / step, (p[j] - p[0]) / step
+        qe, qp = q3(de), q3(dp)
+        binding = float(np.mean(unmet[:, i, k] > 1e-9))
+        extra_cols = [np.nan] * 6
+        if PP is not None:
+            dP, dE = (PP[j] - PP[0]) / step, (EE[j] - EE[0]) / step
+            qP, qE = q3(dP), q3(dE)
+            extra_cols = [float(dP.mean()), float(qP[0]), float(qP[2]), float(dE.mean()), float(qE[0]),
+                          float(qE[2])]
+        rows.append((scenario, TRACKS[k], prep.rounds[i], float(de.mean()), *map(float, qe), float(dp.mean()),
+                     *map(float, qp), binding, *extra_cols))
     return pd.DataFrame(rows, columns=[
         "scenario", "track", "round", "marginal_engineers_per_slot", "marginal_engineers_p10",
         "marginal_engineers_p50", "marginal_engineers_p90", "marginal_practice_ready_per_slot",
         "marginal_practice_ready_p10", "marginal_practice_ready_p50", "marginal_practice_ready_p90",
-        "probability_slots_bind"])
+        "probability_slots_bind", "marginal_p_per_slot", "marginal_p_p10", "marginal_p_p90",
+        "marginal_e_per_slot", "marginal_e_p10", "marginal_e_p90"])
+
+
+def _cheapest_host_type(prep: Prepared, a: Assumptions, track: str, setup: RoundsSetup | None = None) -> tuple[str, float]:
+    """The cheapest host type (cost_per_slot) among the types of the hosts that take the track and offer
+    slots in the scenario (a planned host without slots, e.g. a domestic lab not yet open, is not a host)."""
+    hosts = prep.cal.panel.hosts
+    active = set(hosts["host_code"]) if setup is None else {
+        h for h, n in zip(setup.host_codes, setup.slots.sum(axis=(0, 2))) if n > 0}
+    types = {ht for code, ht, tr in zip(hosts["host_code"], hosts["host_type"], hosts["tracks"].fillna(""))
+             if track in str(tr).split("|") and code in active}
+    costs = {ht: float(c) for ht, c in (a.cost_per_slot or {}).items() if not types or ht in types}
+    if not costs:
+        return "company", float((a.cost_per_slot or {}).get("company", np.nan))
+    ht = min(costs, key=costs.get)
+    return ht, costs[ht]
+
+
+def solve_practice_capacity(prep: Prepared, setup: RoundsSetup, base_res, a: Assumptions, persons,
+                            scale: float = 1.0, scenario: str = "baseline") -> pd.DataFrame:
+    """The capacity question asked of P: per track group, the fewest extra slots per round (split over
+    its tracks by unmet demand, at the cheapest host type taking each track) that meet the P goal
+    (`practice_goal`) with probability `goal_probability`; what it costs; whether the budget covers it;
+    and P bought per slot and per unit of budget (docs/MODEL.md, "Decisions")."""
+    draws = prep.draws
+    D, R, K = draws.n, len(prep.rounds), len(TRACKS)
+    start = decision_start(prep, a)
+    span = np.zeros(R)
+    span[start:] = 1.0
+    span[~setup.window] = 0.0
+    first = int(np.argmax(span > 0)) if span.any() else start
+    unmet = np.median(base_res.per_round["unmet_demand"][:, start:], axis=0).sum(axis=0)
+    base_slots = setup.slots[start:].sum(axis=(0, 1))
+    grads_c = ms.counted_pool(prep.grads_in, persons)
+    m0 = ms.compute(prep, setup, base_res, a, persons)
+    hi_cap = float(prep.grads_in.sum(axis=(2, 3)).max() * max(a.rounds_eligible, 1) * 2 + 10)
+    p_goal = float(a.goal_probability)
+    rows = []
+    n_rounds = int(span.sum())
+    last = [i for i in range(R) if span[i] > 0][-1] if n_rounds else start
+    todo = []
+    for group in ("design", "fab_pkg_test"):
+        goal = ms.goal_for(a, m0.T, group)
+        if goal is None:
+            continue
+        ks = [k for k, t in enumerate(TRACKS) if TRACK_GROUP[t] == group]
+        w = unmet[ks] if unmet[ks].sum() > 0 else base_slots[ks]
+        share = np.zeros(K)
+        share[ks] = w / w.sum() if w.sum() > 0 else 1 / len(ks)
+        todo.append((group, share, goal))
+
+    def p_rows(res, draws_t, idx):
+        sub = replace(prep, draws=draws_t, grads_in=prep.grads_in[idx])
+        return {g: v for (dim, g), v in ms.groups(ms.compute(sub, setup, res, a, persons).P, levels=False).items()
+                if dim == "track_group"}
+
+    solved = _group_thresholds(setup, draws, grads_c, todo, span, hi_cap, p_rows)
+    for (group, share, goal), (thr, _, f_hi) in zip(todo, solved):
+        ks = [k for k, t in enumerate(TRACKS) if TRACK_GROUP[t] == group]
+        f0 = ms.groups(m0.P, levels=False)[("track_group", group)]          # baseline P on every draw
+        goal_solved = np.asarray(goal)[:len(f_hi)] if np.ndim(goal) else goal
+
+        def p_of(extra):
+            res = simulate_rounds(setup, grads_c, draws, extra)
+            return ms.groups(ms.compute(prep, setup, res, a, persons).P, levels=False)[("track_group", group)]
+
+        x = np.sort(thr)[int(np.ceil(p_goal * len(thr))) - 1]
+        feasible = bool(np.isfinite(x))
+        per_track = np.ceil(share * x) if feasible else np.full(K, np.nan)
+        if feasible:
+            ex = per_track[None, None, :] * span[None, :, None]
+            p_sol = p_of(ex)
+            achieved = float(np.mean(p_sol >= goal))
+            # Marginal P of one more slot per round on top of the solution (spread like it).
+            p_more = p_of(ex + share[None, None, :] * span[None, :, None])
+            marginal = float(np.mean(p_more - p_sol) / max(n_rounds, 1))
+        else:
+            p_sol, achieved, marginal = f_hi, float(np.mean(f_hi >= goal_solved)), np.nan
+        for k in ks:
+            ht, cost = _cheapest_host_type(prep, a, TRACKS[k], setup)
+            slots_total = float(per_track[k] * n_rounds) if feasible else np.nan
+            cost_total = slots_total * cost if feasible else np.nan
+            national_cost = cost_total / scale if feasible else np.nan
+            budget = a.budget
+            rows.append((scenario, group, TRACKS[k], p_goal, float(np.median(goal)), float(np.median(f0)),
+                         float(np.mean(f0 >= goal)), float(per_track[k]) if feasible else np.nan,
+                         prep.rounds[first], prep.rounds[last], n_rounds, slots_total, ht, cost, cost_total,
+                         national_cost, float(budget) if budget is not None else np.nan,
+                         (bool(national_cost <= budget) if feasible else False) if budget is not None else None,
+                         feasible, achieved, float(np.median(p_sol)), marginal,
+                         marginal / cost * 1e6 if feasible and cost else np.nan, float(scale),
+                         "" if feasible else "not reachable with slots alone: even with every applicant placed "
+                         "the goal is met in too few draws"))
+    out = pd.DataFrame(rows, columns=[
+        "scenario", "target_group", "track", "probability", "goal_p50", "baseline_p_p50", "baseline_probability",
+        "extra_slots_per_round", "from_round", "to_round", "rounds", "extra_slots_total", "host_type",
+        "cost_per_slot", "cost_total", "cost_total_national", "budget", "within_budget", "feasible",
+        "achieved_probability", "p_with_solution_p50", "marginal_p_per_slot", "p_per_million", "scale", "note"])
+    # The budget covers the whole answer (both groups), not a track: compare the sum with it.
+    whole = float(out["cost_total_national"].sum()) if len(out) and out["feasible"].all() else np.nan
+    out["cost_all_groups_national"] = whole
+    if a.budget is not None:
+        out["within_budget"] = bool(whole <= float(a.budget)) if whole == whole else False
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -354,14 +554,15 @@ def marginal_engineers(prep: Prepared, setup: RoundsSetup, a: Assumptions, scena
 # ----------------------------------------------------------------------------------------------
 
 BACKTEST_COLUMNS = ["track", "metric", "term", "fit_to_term", "predicted", "predicted_p10", "predicted_p90",
-                    "observed", "error", "pct_error", "within_p10_p90"]
+                    "observed", "error", "pct_error", "within_p10_p90", "track_coverage"]
 
 
-def backtest_cutoff(con) -> tuple[str | None, int]:
+def backtest_cutoff(con, latest: str | None = None) -> tuple[str | None, int]:
     """The last term the backtest fits on and the terms held out: the last academic year (two terms)
     when at least six terms are in the panel, the last term when four or five are, none otherwise
-    (the fit needs transitions out of both semesters)."""
-    terms = [r[0] for r in con.execute("SELECT DISTINCT term FROM staging.enrollment ORDER BY 1").fetchall()]
+    (the fit needs transitions out of both semesters). `latest`: the latest term the model uses."""
+    terms = [r[0] for r in con.execute("SELECT DISTINCT term FROM staging.enrollment WHERE ? IS NULL OR term <= ? "
+                                       "ORDER BY 1", [latest, latest]).fetchall()]
     holdout = 2 if len(terms) >= 6 else 1 if len(terms) >= 4 else 0
     return (terms[-holdout - 1], holdout) if holdout else (None, 0)
 
@@ -385,7 +586,10 @@ def backtest(panel, a: Assumptions, draws_n: int, seed: int, holdout_terms: int 
                 lo, med, hi = q3(x)
                 rows.append((t, metric, term_from_index(ti), panel.last_term, float(med), float(lo), float(hi),
                              float(o), float(med - o), float((med - o) / o) if o else np.nan, bool(lo <= o <= hi)))
-    return pd.DataFrame(rows, columns=BACKTEST_COLUMNS)
+    out = pd.DataFrame(rows, columns=BACKTEST_COLUMNS[:-1])
+    # Share of the track's held-out figures (terms x metrics) inside P10-P90: about 0.8 if the intervals are right.
+    out["track_coverage"] = out.groupby("track")["within_p10_p90"].transform("mean").astype(float)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -539,10 +743,11 @@ def _graduates_by_year(prep: Prepared) -> pd.DataFrame:
     D, R, K, L = prep.grads_in.shape
     last_obs_ti = prep.cal.last_ti
     rows = []
-    years = sorted({(prep.r0 + i - 2) // 2 + 1 for i in range(R)})
+    off = prep.r0 - 2 + int(prep.a.final_year_rounds)   # entry position i holds graduates of term i + off
+    years = sorted({(off + i) // 2 + 1 for i in range(R)})
     for y in years:
-        idx = [i for i in range(R) if (prep.r0 + i - 2) // 2 + 1 == y]
-        basis = "observed" if all(prep.r0 + i - 2 <= last_obs_ti for i in idx) else "projected"
+        idx = [i for i in range(R) if (off + i) // 2 + 1 == y]
+        basis = "observed" if all(off + i <= last_obs_ti for i in idx) else "projected"
         if y > prep.a.horizon_year:
             continue
         arr = prep.grads_in[:, idx].sum(axis=1)
@@ -592,6 +797,52 @@ def _progress_frame(scenario: str, pr, wp, years, targets: dict) -> pd.DataFrame
         "probability_target_reached"])
 
 
+def milestone_specs(scenario: Scenario, cal: Calibration, a: Assumptions) -> list[tuple]:
+    """(year, measure, dimension, category, persons, source) of a scenario: the reference targets of every
+    year from the programme's start to the horizon (ref.targets, counts of persons trained), then the
+    scenario's own `milestones`, which add to them or replace the same year, measure and category."""
+    from transforms.model.scenarios import MILESTONE_CATEGORIES
+    start = int(str(a.trained_from)[:4])
+    spec = {}
+    t = cal.panel.targets
+    for r in t.itertuples():
+        y = int(r.target_year)
+        if start <= y <= a.horizon_year and r.category in MILESTONE_CATEGORIES:
+            spec[(y, "trained", r.dimension, r.category)] = (float(r.target), "ref.targets")
+    for y, body in sorted((scenario.milestones or {}).items()):
+        for measure, cats in body.items():
+            for cat, n in cats.items():
+                spec[(int(y), measure, MILESTONE_CATEGORIES[cat], cat)] = (float(n), "scenario")
+    return [(y, m, d, c, n, src) for (y, m, d, c), (n, src) in sorted(spec.items()) if start <= y <= a.horizon_year]
+
+
+def milestones_frame(scenario: str, specs: list[tuple], prep: Prepared, setup: RoundsSetup, res, a: Assumptions,
+                     persons_at, scale: float) -> pd.DataFrame:
+    """T and P by the end of each milestone year (counted from the programme's start), against the
+    milestone (national persons x scale), with P10-P90 and the probability of meeting it.
+    persons_at(year): the persons of the panel for a window ending that year."""
+    rows, cache = [], {}
+    snaps = res.completed_by_entry_at or {}
+    for y, measure, dim, cat, n, src in specs:
+        if y not in cache:
+            a_y = replace(a, horizon_year=y)
+            before = [k for k in snaps if k <= y]
+            comp = snaps[max(before)] if before else np.zeros_like(res.completed_by_entry)
+            r_y = replace(res, completed_by_entry=comp)
+            cache[y] = ms.compute(prep, setup, r_y, a_y, persons_at(y))
+        m = cache[y]
+        x = ms.groups(m.T if measure == "trained" else m.P)[(dim, cat)]
+        goal = n * scale
+        q = q3(x)
+        rows.append((scenario, y, measure, dim, cat, goal, n, src, float(x.mean()), *map(float, q),
+                     float(q[1] / goal) if goal else np.nan, float(np.mean(x >= goal))))
+    return pd.DataFrame(rows, columns=MILESTONE_COLUMNS)
+
+
+MILESTONE_COLUMNS = ["scenario", "year", "measure", "dimension", "category", "milestone", "milestone_national",
+                     "source", "mean", "p10", "p50", "p90", "share_of_milestone_p50", "probability_meeting"]
+
+
 def _scenarios_frame(scenarios: list[Scenario], assumptions: dict) -> pd.DataFrame:
     rows = []
     for s in scenarios:
@@ -614,20 +865,24 @@ def _cohort_key(a: Assumptions) -> tuple:
 
 def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: int = DEFAULT_DRAWS,
               seed: int = DEFAULT_SEED, folder=None, decisions: bool = True, backtest_draws: int | None = 200,
-              base: Assumptions = Assumptions()) -> dict[str, pd.DataFrame]:
-    """Run every scenario from the warehouse `con`; return the marts as data frames (and timings)."""
+              base: Assumptions = Assumptions(), scale: float = 1.0) -> dict[str, pd.DataFrame]:
+    """Run every scenario from the warehouse `con`; return the marts as data frames (and timings).
+
+    scale: the warehouse's share of national size (1 for real data; the demo's 1/N, see
+    `transforms.model.scenarios.demo_scale`): national targets, goals in persons and slots are scaled by it."""
     timings = {}
     t0 = time.perf_counter()
     if scenarios and all(isinstance(s, Scenario) for s in scenarios):
         scs = sorted(scenarios, key=lambda s: s.name != "baseline")
     else:
         scs = find_scenarios(scenarios, folder)
-    cutoff, holdout = backtest_cutoff(con) if backtest_draws else (None, 0)
-    panels = load_panels(con, [None] + ([cutoff] if cutoff else []))
+    latest = latest_term(con)  # marts.current_term: terms after it (too few universities yet) are not data
+    cutoff, holdout = backtest_cutoff(con, latest) if backtest_draws else (None, 0)
+    panels = load_panels(con, [latest] + ([cutoff] if cutoff else []))
     panel = panels[0]
     timings["load"] = time.perf_counter() - t0
     per_a = {s.name: s.assumptions_over(base) for s in scs}
-    cals, preps = {}, {}
+    cals, preps, people = {}, {}, {}
     outs = {name: [] for name in MARTS}
     for s in scs:
         a = per_a[s.name]
@@ -643,10 +898,30 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
         prep = preps[key]
         timings[f"prepare:{s.name}"] = time.perf_counter() - t1
         t1 = time.perf_counter()
-        setup = rounds_setup(prep, s, a)
+        setup = rounds_setup(prep, s, a, scale)
         res = simulate_rounds(setup, prep.grads_in, prep.draws)
         pr, wp, years = engineers_by_year(setup, res)
-        targets = _targets(cal, a)
+        targets = {key: v * scale for key, v in _targets(cal, a).items()}
+        pkey = (trained_from_term(a), horizon_term(a))
+        if pkey not in people:
+            people[pkey] = load_persons(con, *pkey, cal.last_ti)
+        persons = people[pkey]
+        a_goal = a if scale == 1.0 else replace(a, practice_goal={g: (v if float(v) <= 1 else float(v) * scale)
+                                                                  for g, v in (a.practice_goal or {}).items()})
+        grads_counted = ms.counted_pool(prep.grads_in, persons)
+        specs = milestone_specs(s, cal, a)
+        res_counted = simulate_rounds(setup, grads_counted, prep.draws,
+                                      snapshot_years=tuple(sorted({sp[0] for sp in specs})))
+
+        def persons_at(y, a=a, cal=cal):
+            key = (trained_from_term(a), horizon_term(replace(a, horizon_year=y)))
+            if key not in people:
+                people[key] = load_persons(con, *key, cal.last_ti)
+            return people[key]
+        m = ms.compute(prep, setup, res_counted, a_goal, persons)
+        outs["model_measures"].append(ms.measures_frame(s.name, m, targets, a_goal, scale))
+        outs["model_milestones"].append(milestones_frame(s.name, specs, prep, setup, res_counted, a, persons_at, scale))
+        outs["model_trained_scope"].append(ms.sensitivity_frame(s.name, m, targets.get(("total", "all"), np.nan)))
         outs["model_engineers"].append(_engineers_frame(s.name, pr, wp, years))
         outs["model_graduates"].append(_graduates_frame(s.name, _graduates_by_year(prep)))
         outs["model_cohorts"].append(_cohorts_frame(s.name, prep))
@@ -659,7 +934,9 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
         if decisions and s.name == "baseline":
             t1 = time.perf_counter()
             outs["model_capacity_solution"].append(solve_capacity(prep, setup, res, targets, a, s.name))
-            outs["model_marginal"].append(marginal_engineers(prep, setup, a, s.name))
+            outs["model_marginal"].append(marginal_engineers(prep, setup, a, s.name, persons))
+            outs["model_practice_capacity"].append(solve_practice_capacity(prep, setup, res_counted, a_goal, persons,
+                                                                           scale, s.name))
             timings["decisions"] = time.perf_counter() - t1
     base_a = per_a[scs[0].name]
     base_cal = next(iter(cals.values()))
@@ -668,7 +945,9 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
     params = pd.concat([params, pd.DataFrame([
         ("baseline", "draws", float(draws), None, None, "Monte Carlo draws (flow parameter)"),
         ("baseline", "seed", float(seed), None, None, "random seed (flow parameter): same warehouse, scenarios "
-                                                      "and seed give identical marts")],
+                                                      "and seed give identical marts"),
+        ("baseline", "scale", float(scale), None, None, "share of national size of the data (demo: its "
+                                                        "national_fraction, judgment); targets and slots scaled by it")],
         columns=params.columns)], ignore_index=True)
     fallbacks = [dict(fb) for fb in base_cal.fallbacks]
     if backtest_draws and not cutoff:
@@ -726,6 +1005,11 @@ def _empty(name: str) -> pd.DataFrame:
         return pd.DataFrame(columns=["scenario", "track", "round", "marginal_engineers_per_slot"])
     if name == "model_backtest":
         return pd.DataFrame(columns=BACKTEST_COLUMNS)
+    if name == "model_milestones":
+        return pd.DataFrame(columns=MILESTONE_COLUMNS)
+    if name == "model_practice_capacity":
+        return pd.DataFrame(columns=["scenario", "target_group", "track", "probability", "extra_slots_per_round",
+                                     "feasible", "note"])
     return pd.DataFrame()
 
 
@@ -764,6 +1048,11 @@ def headline_text(outputs: dict[str, pd.DataFrame], scenario: str = "baseline") 
     return "\n".join(lines)
 
 
+def measures_text(outputs: dict[str, pd.DataFrame], scenario: str = "baseline") -> str:
+    """T, P and E of a scenario in one line (see transforms/model/measures.py: headline_line)."""
+    return ms.headline_line(outputs["model_measures"], scenario)
+
+
 def main(argv: list[str] | None = None) -> int:
     import duckdb
 
@@ -787,6 +1076,7 @@ def main(argv: list[str] | None = None) -> int:
         con.close()
     for s in out["model_headline"]["scenario"].unique():
         print(f"== {s}")
+        print(measures_text(out, s))
         print(headline_text(out, s))
     for fb in out.get("_fallbacks", []):
         print(f"fallback {fb['parameter']}: {fb['reason']}; used: {fb['used']}")

@@ -36,7 +36,11 @@ from transforms.vocabulary import ROUND_RE, round_index
 
 SCENARIO_DIR = REPO_ROOT / "data" / "scenarios"
 REQUIRED = ("name", "description", "author", "date")
-OPTIONAL = ("reviewed_by", "reviewed_on", "changes", "assumptions", "notes")
+OPTIONAL = ("reviewed_by", "reviewed_on", "changes", "assumptions", "notes", "milestones")
+# Interim milestones: {year: {measure: {category: persons}}} (docs/MODEL.md, "Milestones").
+MILESTONE_MEASURES = ("trained", "practice_ready")
+MILESTONE_CATEGORIES = {"all": "total", "design": "track_group", "fab_pkg_test": "track_group",
+                        "bachelor_engineer": "degree_level", "master": "degree_level", "doctor": "degree_level"}
 CHANGE_KEYS = {
     "multiply_slots": ({"factor"}, {"track", "from_round", "to_round", "host_type", "host_code"}),
     "add_slots": ({"host_code", "track", "slots"}, {"from_round", "to_round"}),
@@ -60,6 +64,7 @@ class Scenario:
     changes: list = field(default_factory=list)
     assumptions: dict = field(default_factory=dict)
     path: str | None = None
+    milestones: dict = field(default_factory=dict)   # year -> measure -> category -> persons (national)
 
     def assumptions_over(self, base: Assumptions) -> Assumptions:
         try:
@@ -163,9 +168,38 @@ def parse_scenario(spec: dict, path: str | None = None) -> Scenario:
         raise ScenarioError(f"{where}: assumptions must be a mapping")
     sc = Scenario(name=name, description=str(spec["description"]).strip(), author=str(spec["author"]),
                   date=str(when), reviewed_by=spec.get("reviewed_by"), changes=parsed, assumptions=assumptions,
-                  path=path)
+                  path=path, milestones=parse_milestones(spec.get("milestones"), where))
     sc.assumptions_over(Assumptions())  # unknown assumption names fail here, with the file named
     return sc
+
+
+def parse_milestones(spec, where: str = "scenario") -> dict:
+    """`milestones: {2027: {trained: {all: 20000, design: 6000}, practice_ready: {design: 300}}}` ->
+    {year: {measure: {category: persons}}}; numbers are national persons, counted from the programme's
+    start to the end of the year."""
+    if not spec:
+        return {}
+    if not isinstance(spec, dict):
+        raise ScenarioError(f"{where}: milestones must be a mapping of year to measures")
+    out = {}
+    for year, body in spec.items():
+        at = f"{where}: milestones {year}"
+        if not isinstance(year, int) or not 2024 <= year <= 2100:
+            raise ScenarioError(f"{at}: the year must be a number like 2027")
+        if not isinstance(body, dict) or not body:
+            raise ScenarioError(f"{at}: give a mapping of measure ({', '.join(MILESTONE_MEASURES)}) to categories")
+        for measure, cats in body.items():
+            if measure not in MILESTONE_MEASURES:
+                raise ScenarioError(f"{at}: unknown measure {measure!r}; known: {list(MILESTONE_MEASURES)}")
+            if not isinstance(cats, dict) or not cats:
+                raise ScenarioError(f"{at} {measure}: give a mapping of category to persons, e.g. {{all: 20000}}")
+            for cat, n in cats.items():
+                if cat not in MILESTONE_CATEGORIES:
+                    raise ScenarioError(f"{at} {measure}: unknown category {cat!r}; known: {list(MILESTONE_CATEGORIES)}")
+                if isinstance(n, bool) or not isinstance(n, (int, float)) or n < 0:
+                    raise ScenarioError(f"{at} {measure} {cat}: persons must be a number >= 0, not {n!r}")
+                out.setdefault(int(year), {}).setdefault(measure, {})[cat] = float(n)
+    return out
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -212,7 +246,9 @@ def find_scenarios(names: list[str] | None = None, folder: str | Path | None = N
             raise ScenarioError(f"scenario {s.name} given twice")
         seen.add(s.name)
     if "baseline" not in seen:
-        scenarios.insert(0, baseline())
+        # The folder's own baseline when it has one (a named run must not silently use the built-in one).
+        own = folder / "baseline.yaml"
+        scenarios.insert(0, load_scenario(own) if own.exists() else baseline())
     return sorted(scenarios, key=lambda s: s.name != "baseline")
 
 
@@ -267,3 +303,27 @@ def apply_changes(scenario: Scenario, host_slots: pd.DataFrame, hosts: pd.DataFr
             slots = pd.concat([slots, pd.DataFrame(rows, columns=slots.columns)])
     slots = slots.groupby(["round", "host_code", "track"], as_index=False)["slots"].sum()
     return slots.sort_values(["round", "host_code", "track"]).reset_index(drop=True), hosts.reset_index(drop=True)
+
+
+def demo_scale(data_dir: str | Path | None) -> float:
+    """The data folder's share of national size: the demo's `national_fraction` (its answer key,
+    `landing/demo_truth.json`, written by `lab2fab demo`), else 1 (real submissions are national)."""
+    import json
+
+    if not data_dir:
+        return 1.0
+    truth = Path(data_dir) / "landing" / "demo_truth.json"
+    try:
+        value = float(json.loads(truth.read_text(encoding="utf-8")).get("national_fraction", 1.0))
+    except (OSError, ValueError, TypeError):
+        return 1.0
+    return value if 0 < value <= 1 else 1.0
+
+
+def inputs(data_dir: str | Path | None) -> list[Path]:
+    """Every file the model reads besides the warehouse: the scenario folder it will use and the demo's
+    scale (for the rebuild fingerprint: a change to any of them re-runs the model)."""
+    files = sorted(scenario_dir(data_dir).glob("*.yaml"))
+    if data_dir:
+        files.append(Path(data_dir) / "landing" / "demo_truth.json")
+    return files

@@ -20,6 +20,7 @@ import numpy as np
 from transforms.model.calibrate import LEVELS, G, L0, L1, S0, S1, X, Calibration, Draws
 
 F32 = np.float32
+CHUNK = 128   # draws projected together (fixed, so the noise and the result do not depend on the threads)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -39,7 +40,15 @@ def intake_projection(cal: Calibration, draws: Draws, n_terms: int) -> np.ndarra
         eps = draws.intake_eps[:, k, l, np.clip(ahead - 1, 0, draws.intake_eps.shape[-1] - 1).astype(int)]
         grow = np.exp(draws.intake_growth[:, k, l] * ahead[None, :] + np.where(ahead > 0, eps, 0.0))  # [D, C]
         out[:, :, step] = np.where(base > 0, base * cal.intake_share, 0.0)[None, :] * grow
+    if draws.flow_seed is not None:
+        # Year-to-year intake noise: a term's new students are a count, Poisson around the draw's trend.
+        out = np.random.default_rng([draws.flow_seed, 1]).poisson(out).astype(F32)
     return out
+
+
+def _exit_rate(pg2, keep):
+    """Drop-out rate of each state from its graduation and staying rates."""
+    return 1 - keep - pg2
 
 
 def threads() -> int:
@@ -74,18 +83,20 @@ def project_cohorts(cal: Calibration, draws: Draws, n_terms: int, *, ledger: boo
     safe = np.zeros_like(cont)
     safe[..., 0] = 1.0
     cont = np.where(csum > 0, cont / np.where(csum > 0, csum, 1), safe).astype(F32)
-    n_chunks = min(threads(), max(1, D // 64))
-    edges = np.linspace(0, D, n_chunks + 1).astype(int)
-    jobs = [(edges[i], edges[i + 1]) for i in range(n_chunks) if edges[i + 1] > edges[i]]
+    # Chunks of a fixed size, whatever the number of threads: each chunk's flow noise has its own seed.
+    jobs = [(d0, min(d0 + CHUNK, D)) for d0 in range(0, D, CHUNK)]
 
     def run(d0: int, d1: int) -> None:
+        rng = None if draws.flow_seed is None else np.random.default_rng([draws.flow_seed, 2, d0])
         _project_chunk(cal, draws.trans[d0:d1], cont[d0:d1], draws.exit_or[d0:d1], draws.grad_or[d0:d1],
-                       intake[d0:d1], n_terms, {k: v[d0:d1] for k, v in out.items()}, ledger, summary)
+                       intake[d0:d1], n_terms, {k: v[d0:d1] for k, v in out.items()}, ledger, summary, rng)
 
-    if len(jobs) == 1:
-        run(*jobs[0])
+    workers = min(threads(), len(jobs))
+    if workers <= 1:
+        for j in jobs:
+            run(*j)
     else:
-        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(lambda j: run(*j), jobs))
     return out
 
@@ -105,8 +116,11 @@ def _transition_matrix(q: np.ndarray, Y: int) -> np.ndarray:
 
 
 def _project_chunk(cal: Calibration, trans, cont, exit_or, grad_or, intake, n_terms: int, out: dict,
-                   ledger: bool, summary: bool = False) -> None:
-    """One chunk of draws: state [D, Cl, 2Y] per level block, one batched matrix product a term."""
+                   ledger: bool, summary: bool = False, rng: np.random.Generator | None = None) -> None:
+    """One chunk of draws: state [D, Cl, 2Y] per level block, one batched matrix product a term.
+    rng: year-to-year noise; a cell's graduations and drop-outs in a term are binomial around the
+    draw's rates (normal approximation, variance sum of n.p.(1-p) over its states). The noise scales the
+    term's two rates, and whoever neither graduates nor leaves stays: people are still conserved."""
     cells = cal.cells
     D = trans.shape[0]
     uk_of = cells["uk"].to_numpy(np.int64)
@@ -148,7 +162,24 @@ def _project_chunk(cal: Calibration, trans, cont, exit_or, grad_or, intake, n_te
         for step in range(n_terms):
             sem = (cal.last_ti + step) % 2                          # semester of the term moved from
             keep, pg2, pe2, T = sem_rates(sem)
-            out["graduates"][:, c0:c1, step] = np.einsum("dcs,dcs->dc", state, pg2)
+            grads = np.einsum("dcs,dcs->dc", state, pg2)
+            if rng is not None:
+                # The cell's noisy count minus its expected count is spread over its states in proportion to
+                # each state's binomial variance n.p.(1-p): no shift where p is 0 or 1, and unbiased.
+                pe_full = np.broadcast_to(pe2 if pe2 is not None else _exit_rate(pg2, keep), state.shape)
+                var_g, var_x = pg2 * (1 - pg2), pe_full * (1 - pe_full)
+                vg = np.einsum("dcs,dcs->dc", state, var_g)[..., None]
+                vx = np.einsum("dcs,dcs->dc", state, var_x)[..., None]
+                z = rng.standard_normal((2,) + grads.shape, dtype=F32)[..., None]
+                # Symmetric caps keep the noise mean-zero: a state moves at most half its stayers and at
+                # most its own rate, up or down, so no state goes below zero.
+                half = keep / 2
+                mx, mg = np.minimum(pe_full, half), np.minimum(pg2, half)
+                pe2 = pe_full + np.clip(z[1] * var_x / np.sqrt(np.where(vx > 0, vx, 1)), -mx, mx)
+                pg2 = pg2 + np.clip(z[0] * var_g / np.sqrt(np.where(vg > 0, vg, 1)), -mg, mg)
+                keep = np.maximum(1 - pg2 - pe2, 0)               # float32 rounding
+                grads = np.einsum("dcs,dcs->dc", state, pg2)
+            out["graduates"][:, c0:c1, step] = grads
             if ledger or summary:
                 exits = np.einsum("dcs,dcs->dc", state, pe2)
                 if ledger:
@@ -181,6 +212,9 @@ class RoundsSetup:
     count_from_year: int
     horizon_year: int
     host_codes: list[str]
+    # Round whose completers can be in a job by the end of the horizon year (round end + conversion lag);
+    # None: every round. Completers of the other rounds count as employed at the without-practice rate.
+    converts_by_horizon: np.ndarray | None = None
 
     @property
     def window(self) -> np.ndarray:
@@ -197,10 +231,18 @@ class RoundsResult:
     wd_rate: np.ndarray                # [D, R, K] withdrawals per placed student
     moved_frac: np.ndarray = None      # [D, R, K] non-applicants moved to applicants in observed rounds
     ledger: dict | None = None
+    # Persons, by the round they ENTERED the pool [D, R, K, L] (transforms/model/measures.py): placed students
+    # who completed (any round up to the horizon), and of them those whose round converts by the horizon,
+    # with the expected number in a semiconductor job (c·v·f per placed student).
+    completed_by_entry: np.ndarray = None
+    completed_in_time_by_entry: np.ndarray = None
+    jobs_in_time_by_entry: np.ndarray = None
+    # completed_by_entry as it stood at the end of each year asked for (`snapshot_years`): interim milestones.
+    completed_by_entry_at: dict = None
 
 
 def simulate_rounds(setup: RoundsSetup, grads_in: np.ndarray, draws: Draws, extra: np.ndarray | None = None,
-                    *, ledger: bool = False) -> RoundsResult:
+                    *, ledger: bool = False, snapshot_years: tuple = ()) -> RoundsResult:
     """Run the rounds for every draw.
 
     grads_in: graduates entering the pool at each round [D or 1, R, K, L] (graduates of term r - 2).
@@ -212,6 +254,7 @@ def simulate_rounds(setup: RoundsSetup, grads_in: np.ndarray, draws: Draws, extr
     Lv = grads_in.shape[-1]
     W = setup.eligible_rounds
     a = draws.application[:, None, None]
+    fill = np.ones(D) if draws.slot_fill is None else draws.slot_fill
     c = draws.completion[:, None]
     v = draws.conversion[:, None]
     q0 = draws.without_practice[:, None, None]
@@ -221,6 +264,9 @@ def simulate_rounds(setup: RoundsSetup, grads_in: np.ndarray, draws: Draws, extr
              "withdrew", "unmet_demand", "unused_slots", "spill_in", "spill_out", "aged_out", "practice_ready")
     rec = {n: np.zeros((D, R, K)) for n in names}
     pr_out = np.zeros((D, R, K, Lv))
+    comp_entry, comp_ok_entry, jobs_ok_entry = (np.zeros((D, R, K, Lv)) for _ in range(3))
+    snaps = {}
+    in_time = np.ones(R, dtype=bool) if setup.converts_by_horizon is None else setup.converts_by_horizon
     wp_out = np.zeros((D, R, K, Lv))
     pi_all, pr_rate_all, wd_rate_all = np.zeros((D, R, K)), np.zeros((D, R, K)), np.zeros((D, R, K))
     moved_frac = np.zeros((D, R, K))   # share of non-applicants found to have applied (observed rounds)
@@ -255,9 +301,12 @@ def simulate_rounds(setup: RoundsSetup, grads_in: np.ndarray, draws: Draws, extr
         rec["eligible"][:, i] = A + nonapp.reshape(D, K, -1).sum(axis=-1)
         rec["applicants"][:, i] = A
         s_hk = setup.slots[i]                                    # [H, K]
-        offered = np.broadcast_to(s_hk.sum(axis=0), (D, K)).astype(float)
+        # Hosts fill a share of the slots they announce (slot delivery, one share per draw); so do the extra
+        # slots of the capacity solution (a planner negotiates announced slots).
+        s_dhk = s_hk[None] * fill[:, None, None]                 # [D, H, K]
+        offered = s_dhk.sum(axis=1)
         if extra is not None:
-            offered = offered + np.broadcast_to(extra[:, i], (D, K))
+            offered = offered + np.broadcast_to(extra[:, i], (D, K)) * fill[:, None]
         spill_in = spill_out = np.zeros((D, K))
         if obs is not None:
             placed = np.minimum(A, obs["placed"][None, :])
@@ -276,7 +325,7 @@ def simulate_rounds(setup: RoundsSetup, grads_in: np.ndarray, draws: Draws, extr
             if (frac_unused[:, multi_track] > 0).any() and (rem > 0).any():
                 # Spill-over: a host's unused slots go to the other tracks it takes, in proportion to
                 # their unmet demand (one pass; slots a track cannot fill stay unused).
-                u_hk = s_hk[None] * frac_unused[:, None, :]      # unused host slots by their own track [D, H, K]
+                u_hk = s_dhk * frac_unused[:, None, :]           # unused host slots by their own track [D, H, K]
                 u_h = u_hk.sum(axis=-1)
                 w_hk = setup.accepts[None] * rem[:, None, :]      # demand each host could still take [D, H, K]
                 w_sum = w_hk.sum(axis=-1, keepdims=True)
@@ -292,9 +341,9 @@ def simulate_rounds(setup: RoundsSetup, grads_in: np.ndarray, draws: Draws, extr
                 f_eff = 1.0
             else:
                 # Conversion factor of the hosts the placed students went to (extra slots count as 1).
-                fill = 1 - frac_unused
-                f_own = (s_hk[None] * fill[:, None, :] * setup.host_factor[None, :, None]).sum(axis=1)
-                f_extra = 0.0 if extra is None else np.broadcast_to(extra[:, i], (D, K)) * fill
+                used_share = 1 - frac_unused
+                f_own = (s_dhk * used_share[:, None, :] * setup.host_factor[None, :, None]).sum(axis=1)
+                f_extra = 0.0 if extra is None else np.broadcast_to(extra[:, i], (D, K)) * fill[:, None] * used_share
                 f_spill = 0.0 if taken is None else (taken * setup.host_factor[None, :, None]).sum(axis=1)
                 f_eff = np.where(placed > 0, (f_own + f_extra + f_spill) / np.where(placed > 0, placed, 1), 1.0)
             pr_rate = c * np.minimum(v * f_eff, 1.0)
@@ -303,6 +352,13 @@ def simulate_rounds(setup: RoundsSetup, grads_in: np.ndarray, draws: Draws, extr
         pi = np.where(A > 0, placed / np.where(A > 0, A, 1), 0.0)
         waiting = pool.sum(axis=-1)                               # [D, K, L]
         placed_kl = pi[..., None] * waiting
+        # Who completed, by the round they entered (pool index w = entered w rounds ago).
+        comp_w = pool * (pi * comp_rate)[..., None, None]
+        for w in range(min(W, i + 1)):
+            comp_entry[:, i - w] += comp_w[..., w]
+            if in_time[i]:
+                comp_ok_entry[:, i - w] += comp_w[..., w]
+                jobs_ok_entry[:, i - w] += pool[..., w] * (pi * pr_rate)[..., None]
         pool *= (1 - pi)[..., None, None]
         pr_kl = placed_kl * pr_rate[..., None]
         wd_kl = placed_kl * wd_rate[..., None]
@@ -341,8 +397,12 @@ def simulate_rounds(setup: RoundsSetup, grads_in: np.ndarray, draws: Draws, extr
             for n in cum:
                 led[n][:, i] = cum[n]
             led["waiting"][:, i] = pool.sum(axis=(1, 2, 3))
-    return RoundsResult(per_round=rec, practice_ready=pr_out, without_practice=wp_out, pi=pi_all,
-                        pr_rate=pr_rate_all, wd_rate=wd_rate_all, moved_frac=moved_frac, ledger=led)
+        if setup.year[i] in snapshot_years and (i == R - 1 or setup.year[i + 1] != setup.year[i]):
+            snaps[int(setup.year[i])] = comp_entry.copy()
+    return RoundsResult(completed_by_entry_at=snaps, per_round=rec, practice_ready=pr_out, without_practice=wp_out, pi=pi_all,
+                        pr_rate=pr_rate_all, wd_rate=wd_rate_all, moved_frac=moved_frac, ledger=led,
+                        completed_by_entry=comp_entry, completed_in_time_by_entry=comp_ok_entry,
+                        jobs_in_time_by_entry=jobs_ok_entry)
 
 
 def per_entrant(setup: RoundsSetup, res: RoundsResult, draws: Draws) -> dict[str, np.ndarray]:
