@@ -22,8 +22,12 @@ run: $(STAMP)
 	$(VENV)/bin/lab2fab demo --if-missing
 	$(VENV)/bin/lab2fab run
 
+# Two pytest-xdist workers, one per core: tests/conftest.py builds what many tests share (the demo
+# collection and its runs) once, and keeps the tests of a module-scoped fixture on one worker.
+# `make test TEST_WORKERS=0` runs everything in one process; the slowest tests are listed at the end.
+TEST_WORKERS ?= 2
 test: $(STAMP) browser
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=20
 
 # make bench BENCH_ARGS="--quick --repeats 1" for a short look (bench/run.py --help)
 bench: $(STAMP)

@@ -10,6 +10,10 @@ measures, each in a fresh subprocess so that wall time, CPU time and peak memory
   startup      Prefect's own start-up: an empty flow run in a new Python process
   floor        DuckDB alone reading the same landing files into one table, no checks (CSV with
                read_csv; XLSX, which DuckDB cannot read here, with openpyxl read-only -> Arrow -> DuckDB)
+  calamine floor  the floor of issue 17: DuckDB read_csv for the CSVs, python-calamine for the
+               workbooks (bench/floor.py's calamine_floor when present, else the same here)
+  peer         the naive peer of issue 17 (bench/peer.py): pandas per file, one GX checkpoint of
+               eight expectations per file, HMAC in a Python loop, insert into DuckDB
   backfill     `lab2fab backfill` of every term and round into an empty warehouse:
                ingest, validate, load, transform, model, publish, report
   noop         `lab2fab run` with no new files
@@ -18,6 +22,9 @@ measures, each in a fresh subprocess so that wall time, CPU time and peak memory
   model        bench/model_bench.py's bench_model(warehouse, draws=1000) when present,
                else flows.pipeline.model_stage on the warehouse
   query        typical ad-hoc queries on the published snapshot (read-only)
+
+and, on a two-term collection (--two-terms-scale, default 2: the last academic year only), the
+backfill, both floors and the peer again: the pipeline must beat the peer on small work too.
 
 and prints a table and writes JSON (and a Markdown table) to bench/results/. Medians over
 --repeats runs; the backfill is repeated --backfill-repeats times (it is the long one).
@@ -50,10 +57,12 @@ BENCH_KEY = "lab2fab-benchmark-key-not-secret"
 NATIONAL_SCALE = 16.0  # `lab2fab demo --scale 16` is national size (~500,000 students a term)
 GIB = 1024 ** 3
 
-# The targets of issue 8 (2-core machine, medians).
+# The targets of issues 8 and 17 (2-core machine, medians).
 TARGETS = {
-    "backfill_vs_floor": 3.0,        # full backfill within 3x the DuckDB-only floor
+    "backfill_vs_floor": 3.0,        # full backfill within 3x the DuckDB + calamine floor
+    "backfill_vs_peer": 1.0,         # faster than the naive peer at every scale, two terms included
     "incremental_beyond_startup": 10.0,  # s, and not growing with the history
+    "noop_total": 5.0,               # s wall in total, from the shell, server start-up included
     "noop_beyond_startup": 5.0,      # s
     "model_seconds": 10.0,           # 1,000 draws
     "peak_rss_bytes": 2 * GIB,       # at full scale
@@ -305,6 +314,69 @@ def probe_floor(landing: str, database: str, workers: int) -> dict:
             "xlsx_files": len(xlsx), "rows": sum(rows.values()), "rows_by_table": rows, "xlsx_workers": workers}
 
 
+def _calamine_sheet(path: str):
+    """One workbook's first sheet as an Arrow table of text columns, read by python-calamine."""
+    import pyarrow as pa
+    from python_calamine import CalamineWorkbook
+
+    rows = CalamineWorkbook.from_path(path).get_sheet_by_index(0).to_python(skip_empty_area=False)
+    h = next((i for i, r in enumerate(rows) if sum(1 for c in r if c not in ("", None)) >= 3), 0)
+    header = [str(c) if c not in ("", None) else f"column{j}" for j, c in enumerate(rows[h])] if rows else []
+    seen: dict[str, int] = {}
+    for j, c in enumerate(header):
+        seen[c] = seen.get(c, 0) + 1
+        if seen[c] > 1:
+            header[j] = f"{c}_{seen[c]}"
+    body = [[("" if c is None else str(c)) for c in r[:len(header)]] + [""] * (len(header) - len(r)) for r in rows[h + 1:]]
+    cols = list(zip(*body)) if body else [[] for _ in header]
+    table = pa.table({name: pa.array(col, type=pa.string()) for name, col in zip(header, cols)})
+    return table.append_column("filename", pa.array([path] * table.num_rows, type=pa.string()))
+
+
+def probe_calamine_floor(landing: str, database: str, workers: int) -> dict:
+    """Issue 17's floor: DuckDB read_csv for the CSVs, python-calamine for the workbooks, no checks.
+    bench/floor.py's `calamine_floor(landing, database)` when that file exists (the readers'
+    own measure), else the same done here."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        from floor import calamine_floor  # type: ignore[import-not-found]
+    except ImportError:
+        calamine_floor = None
+    if calamine_floor is not None:
+        t0 = time.perf_counter()
+        out = calamine_floor(Path(landing), Path(database))
+        res = dict(out) if isinstance(out, dict) else {}
+        res.update(seconds=res.get("seconds", time.perf_counter() - t0), source="bench/floor.py")
+        return res
+    from concurrent.futures import ProcessPoolExecutor
+
+    import duckdb
+    import pyarrow as pa
+
+    files = sorted(str(p) for p in Path(landing).rglob("*") if p.is_file() and p.name != "demo_truth.json")
+    csvs = [f for f in files if f.lower().endswith(".csv")]
+    xlsx = [f for f in files if f.lower().endswith(".xlsx")]
+    Path(database).unlink(missing_ok=True)
+    con = duckdb.connect(database)
+    t0 = time.perf_counter()
+    con.execute("CREATE TABLE raw_csv AS SELECT * FROM read_csv(?, union_by_name = true, all_varchar = true, "
+                "filename = true, sample_size = 1000)", [csvs])
+    t_csv = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    if xlsx:
+        with ProcessPoolExecutor(max(1, workers)) as pool:
+            tables = list(pool.map(_calamine_sheet, xlsx, chunksize=4))
+        raw_xlsx = pa.concat_tables(tables, promote_options="default")  # noqa: F841 (DuckDB reads it by name)
+        con.execute("CREATE TABLE raw_xlsx AS SELECT * FROM raw_xlsx")
+    t_xlsx = time.perf_counter() - t1
+    con.execute("CHECKPOINT")
+    total = time.perf_counter() - t0
+    con.close()
+    Path(database).unlink(missing_ok=True)
+    return {"seconds": total, "csv_seconds": t_csv, "xlsx_seconds": t_xlsx, "csv_files": len(csvs),
+            "xlsx_files": len(xlsx), "source": "bench/run.py (bench/floor.py absent)"}
+
+
 def probe_model(data_dir: str, draws: int) -> dict:
     warehouse = Path(data_dir) / "warehouse" / "lab2fab.duckdb"
     bench_file = ROOT / "bench" / "model_bench.py"
@@ -359,6 +431,8 @@ def run_probe(argv: list[str]) -> int:
         res = probe_imports()
     elif kind == "floor":
         res = probe_floor(args[0], args[1], int(args[2]))
+    elif kind == "calamine_floor":
+        res = probe_calamine_floor(args[0], args[1], int(args[2]))
     elif kind == "model":
         res = probe_model(args[0], int(args[1]))
     elif kind == "query":
@@ -382,6 +456,8 @@ class Bench:
             "PYTHONPATH": str(ROOT) + os.pathsep + self.env.get("PYTHONPATH", ""),
             "PREFECT_HOME": str(self.work / "prefect-home"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # what flows/prefect_defaults.py gives lab2fab runs; the start-up probe imports Prefect alone
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
             "GX_ANALYTICS_ENABLED": "false",
             "LAB2FAB_PSEUDONYM_KEY": BENCH_KEY,
             "PYTHONUNBUFFERED": "1",
@@ -419,17 +495,19 @@ class Bench:
         return summarise(samples)
 
     # -- the data
-    def landing(self, scale: float) -> tuple[Path, dict]:
-        data_dir = self.work / f"scale-{scale:g}"
+    def landing(self, scale: float, terms: tuple[str, str] | None = None) -> tuple[Path, dict]:
+        data_dir = self.work / (f"scale-{scale:g}" + (f"-{terms[0]}-{terms[1]}" if terms else ""))
         truth_file = data_dir / "landing" / "demo_truth.json"
         truth = json.loads(truth_file.read_text()) if truth_file.exists() else {}
         for stale in (data_dir / "landing").rglob(f"*{MARK}*") if truth else []:
             stale.unlink()
-        if truth.get("scale") != scale or truth.get("seed") != self.args.seed:
+        if (truth.get("scale") != scale or truth.get("seed") != self.args.seed
+                or (terms and [(truth.get("terms") or [None])[0], (truth.get("terms") or [None])[-1]] != list(terms))):
             shutil.rmtree(data_dir / "landing", ignore_errors=True)
-            self.say(f"scale {scale:g}: generating the demo landing zone")
-            r = run_measured(self.cli(data_dir, "demo", "--scale", f"{scale:g}", "--seed", str(self.args.seed)),
-                             self.env, self.logs / f"s{scale:g}-generate.log")
+            self.say(f"scale {scale:g}{' ' + '..'.join(terms) if terms else ''}: generating the demo landing zone")
+            span = ["--first-term", terms[0], "--last-term", terms[1]] if terms else []
+            r = run_measured(self.cli(data_dir, "demo", "--scale", f"{scale:g}", "--seed", str(self.args.seed), *span),
+                             self.env, self.logs / f"s{scale:g}{'-' + terms[0] if terms else ''}-generate.log")
             if not r["ok"]:
                 raise SystemExit(f"demo generation failed; see {r['log']}\n{r['tail']}")
             truth = json.loads(truth_file.read_text())
@@ -456,21 +534,30 @@ class Bench:
         return str(dst.relative_to(land))
 
     # -- one scale
-    def run_scale(self, scale: float) -> dict:
+    def run_scale(self, scale: float, span: tuple[str, str] | None = None) -> dict:
+        """Every measure on one collection; with `span` (first and last term: a short collection) the backfill, the
+        floors and the peer only."""
         a = self.args
-        data_dir, truth = self.landing(scale)
+        data_dir, truth = self.landing(scale, span)
         res: dict = {"scale": scale, "data_dir": str(data_dir), "generate": truth.get("_generate"),
                      "files": truth.get("files_written"),
                      "enrollment_rows": truth.get("rows_written"),
                      "placement_rows": sum((truth.get("placements") or {}).values()),
                      "students_last_term": (truth.get("students_per_term") or {}).get((truth.get("terms") or [""])[-1])}
         res["landing_bytes"] = sum(p.stat().st_size for p in (data_dir / "landing").rglob("*") if p.is_file())
-        tag = f"s{scale:g}"
+        tag = f"s{scale:g}" + (f"-{span[0]}" if span else "")
 
         self.say(f"scale {scale:g}: floor (DuckDB alone)")
         floor_db = self.work / f"{tag}-floor.duckdb"
         res["floor"] = self.measure(f"{tag}-floor", self.probe("floor", str(data_dir / "landing"), str(floor_db),
                                                                str(os.cpu_count() or 1)), a.repeats)
+        self.say(f"scale {scale:g}: floor (DuckDB + calamine)")
+        res["floor_calamine"] = self.measure(f"{tag}-floor-calamine", self.probe(
+            "calamine_floor", str(data_dir / "landing"), str(floor_db), str(os.cpu_count() or 1)), a.repeats)
+        if a.peer and (span or scale <= a.peer_max_scale):
+            self.say(f"scale {scale:g}: the naive peer (bench/peer.py)")
+            res["peer"] = self.measure(f"{tag}-peer", [self.py, str(ROOT / "bench" / "peer.py"),
+                                                       str(data_dir / "landing"), str(self.work / f"{tag}-peer.duckdb")], 1)
 
         terms = truth["terms"]
         rounds = sorted(truth.get("placements") or {})
@@ -485,9 +572,11 @@ class Bench:
         self.say(f"scale {scale:g}: full backfill into an empty warehouse")
         res["backfill"] = self.measure(f"{tag}-backfill", backfill, a.backfill_repeats, before=fresh)
         out = res["backfill"].get("last_output", "")
+        res["backfill"]["temporary_servers"] = out.count("Starting temporary server")
+        res["backfill"]["telemetry_errors"] = out.count("Failed to send telemetry")
         m = re.search(r"rows read ([\d,]+)", out)
         res["rows_read"] = int(m.group(1).replace(",", "")) if m else None
-        if not res["backfill"]["ok"]:
+        if not res["backfill"]["ok"] or span:
             return res
 
         self.say(f"scale {scale:g}: run with no new files")
@@ -519,19 +608,22 @@ class Bench:
         self.say("Prefect start-up (an empty flow run in a new process)")
         startup = self.measure("startup", self.probe("startup"), a.repeats)
         imports = self.measure("imports", self.probe("imports"), a.repeats)
-        scales = {}
+        scales, short = {}, {}
+        if a.two_terms_scale:
+            short[f"{a.two_terms_scale:g}"] = self.run_scale(a.two_terms_scale, span=tuple(a.two_terms))
+            self.write(started, startup, imports, scales, partial=True, short=short)
         for s in a.scales:
             scales[f"{s:g}"] = self.run_scale(s)
-            self.write(started, startup, imports, scales, partial=True)
-        return self.write(started, startup, imports, scales, partial=False)
+            self.write(started, startup, imports, scales, partial=True, short=short)
+        return self.write(started, startup, imports, scales, partial=False, short=short)
 
-    def write(self, started, startup, imports, scales, partial: bool) -> dict:
+    def write(self, started, startup, imports, scales, partial: bool, short: dict | None = None) -> dict:
         report = {
-            "benchmark": "lab2fab issue 8", "started_utc": started.isoformat(timespec="seconds"),
+            "benchmark": "lab2fab issues 8 and 17", "started_utc": started.isoformat(timespec="seconds"),
             "finished_utc": None if partial else datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": "bench/run.py " + " ".join(sys.argv[1:]), "host": host_info(),
             "settings": {k: v for k, v in vars(self.args).items() if k != "probe"},
-            "startup": startup, "imports": imports, "scales": scales,
+            "startup": startup, "imports": imports, "scales": scales, "two_terms": short or {},
         }
         report["table"] = table_rows(report)
         report["targets"] = check_targets(report)
@@ -643,10 +735,16 @@ def table_rows(report: dict) -> list[dict]:
     r1 = lambda x: round(x, 1) if isinstance(x, (int, float)) else None  # noqa: E731
     add("rows (enrollment + placements)", "rows", lambda s: (s.get("enrollment_rows") or 0) + (s.get("placement_rows") or 0))
     add("students in the last term", "students", lambda s: s.get("students_last_term"))
-    add("floor: DuckDB alone reads the landing zone", "s", lambda s: r1(_get(s, "floor")))
+    add("floor: DuckDB alone reads the landing zone (openpyxl for XLSX)", "s", lambda s: r1(_get(s, "floor")))
+    add("floor: DuckDB + calamine", "s", lambda s: r1(_get(s, "floor_calamine")))
+    add("naive peer (bench/peer.py)", "s", lambda s: r1(_get(s, "peer")))
     add("full backfill (ingest..report)", "s", lambda s: r1(_get(s, "backfill")))
     add("backfill / floor", "x", lambda s: r1(_get(s, "backfill") / _get(s, "floor"))
         if _get(s, "backfill") and _get(s, "floor") else None)
+    add("backfill / DuckDB + calamine floor", "x", lambda s: round(_get(s, "backfill") / _get(s, "floor_calamine"), 2)
+        if _get(s, "backfill") and _get(s, "floor_calamine") else None)
+    add("backfill / naive peer", "x", lambda s: round(_get(s, "backfill") / _get(s, "peer"), 2)
+        if _get(s, "backfill") and _get(s, "peer") else None)
     add("backfill rows per second", "rows/s", lambda s: round((s.get("rows_read") or 0) / _get(s, "backfill"))
         if _get(s, "backfill") and s.get("rows_read") else None)
     add("floor CPU time", "s", lambda s: r1(_get(s, "floor", "cpu_s")))
@@ -722,11 +820,24 @@ def check_targets(report: dict) -> dict:
     g = growth(report)
     out = {"at_scale": float(key)}
 
-    def verdict(name, value, limit, extra=""):
-        out[name] = {"value": value, "limit": limit, "met": None if value is None else value <= limit, "note": extra}
+    def verdict(name, value, limit, extra="", floor=None, peer=None):
+        out[name] = {"value": value, "limit": limit, "met": None if value is None else value <= limit, "note": extra,
+                     "floor": floor, "peer": peer}
 
-    bf, fl = _get(s, "backfill"), _get(s, "floor")
-    verdict("backfill_within_3x_floor", round(bf / fl, 2) if bf and fl else None, TARGETS["backfill_vs_floor"])
+    bf, fl = _get(s, "backfill"), _get(s, "floor_calamine") or _get(s, "floor")
+    verdict("backfill_within_3x_floor", round(bf / fl, 2) if bf and fl else None, TARGETS["backfill_vs_floor"],
+            f"backfill {bf} s against the {'DuckDB + calamine' if _get(s, 'floor_calamine') else 'openpyxl'} floor",
+            floor=fl, peer=_get(s, "peer"))
+    # faster than the naive peer at every scale, the two-term collection included: the worst ratio
+    every = {**{f"{k} (two terms)": v for k, v in (report.get("two_terms") or {}).items()}, **scales}
+    ratios = {k: round(_get(v, "backfill") / _get(v, "peer"), 2) for k, v in every.items()
+              if _get(v, "backfill") and _get(v, "peer")}
+    worst = max(ratios, key=ratios.get) if ratios else None
+    verdict("backfill_faster_than_peer_everywhere", ratios[worst] if worst else None, TARGETS["backfill_vs_peer"],
+            "backfill / peer by scale: " + ", ".join(f"{k} {r}" for k, r in ratios.items()),
+            floor=_get(every[worst], "floor_calamine") if worst else None, peer=_get(every[worst], "peer") if worst else None)
+    if out["backfill_faster_than_peer_everywhere"]["met"] and ratios[worst] >= 1.0:
+        out["backfill_faster_than_peer_everywhere"]["met"] = False  # "faster": strictly below 1
     inc = _get(s, "incremental")
     exp = g["incremental_beyond_startup"]["exponent"]
     exp_cpu = g["incremental_cpu_beyond_startup"]["exponent"]
@@ -736,7 +847,12 @@ def check_targets(report: dict) -> dict:
     out["incremental_flat_with_history"] = {"value": exp_cpu, "limit": 0.25,
                                             "met": None if exp_cpu is None else exp_cpu <= 0.25,
                                             "note": "exponent b of (CPU seconds beyond start-up) ~ rows^b"}
+    servers = (s.get("backfill") or {}).get("temporary_servers")
+    verdict("temporary_servers_per_backfill", servers, 1, "\"Starting temporary server\" lines in the backfill's log "
+            f"(telemetry errors: {(s.get('backfill') or {}).get('telemetry_errors')})")
     noop = _get(s, "noop")
+    verdict("noop_total_s", round(noop, 1) if noop else None, TARGETS["noop_total"],
+            "`lab2fab run` with nothing new, wall seconds from the shell, start-up included")
     verdict("noop_beyond_startup_s", round(noop - startup, 1) if noop else None, TARGETS["noop_beyond_startup"])
     model = (s.get("model") or {}).get("inner_s")
     verdict("model_1000_draws_s", round(model, 2) if model else None, TARGETS["model_seconds"])
@@ -780,11 +896,23 @@ def markdown(report: dict) -> str:
     lines += ["", f"Prefect start-up (empty flow run in a new process): {st.get('wall_s') or 0:.1f} s; "
                   f"importing the lab2fab flows: {(imp.get('probe') or {}).get('import_seconds', 0):.1f} s.",
               "", f"| target (at the largest scale run, {label(str((report.get('targets') or {}).get('at_scale', 16)))}) "
-                  "| value | limit | met |", "|---|---:|---:|---|"]
+                  "| value | limit | floor (s) | peer (s) | met | note |", "|---|---:|---:|---:|---:|---|---|"]
     for name, t in (report.get("targets") or {}).items():
         if isinstance(t, dict):
-            met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
-            lines.append(f"| {name} | {t['value']} | {t['limit']:g} | {met} |")
+            met = {True: "met", False: "**missed**", None: "–"}[t["met"]]
+            num = lambda x: "–" if x is None else f"{x:,.1f}"  # noqa: E731
+            lines.append(f"| {name} | {t['value']} | {t['limit']:g} | {num(t.get('floor'))} | {num(t.get('peer'))} "
+                         f"| {met} | {t.get('note') or ''} |")
+    short = report.get("two_terms") or {}
+    if short:
+        lines += ["", "| two-term collection | " + " | ".join(f"scale {k}" for k in short) + " |",
+                  "|---|" + "---:|" * len(short)]
+        for measure, label_ in (("floor_calamine", "floor: DuckDB + calamine (s)"), ("peer", "naive peer (s)"),
+                                ("backfill", "lab2fab backfill (s)")):
+            lines.append(f"| {label_} | " + " | ".join("–" if _get(v, measure) is None else f"{_get(v, measure):.1f}"
+                                                      for v in short.values()) + " |")
+        lines.append("| rows | " + " | ".join(f"{(v.get('enrollment_rows') or 0) + (v.get('placement_rows') or 0):,}"
+                                             for v in short.values()) + " |")
     lines += ["", "| growth (time ~ rows^b) | b | largest / smallest | rows ratio |", "|---|---:|---:|---:|"]
     for name, gr in (report.get("growth") or {}).items():
         lines.append(f"| {name} | {gr['exponent']} | {gr['ratio_largest_to_smallest']} | {gr['rows_ratio']} |")
@@ -830,6 +958,13 @@ def parse_args(argv):
     p.add_argument("--results-dir", default=str(RESULTS), help="where the JSON and Markdown go (default bench/results/)")
     p.add_argument("--seed", type=int, default=20261128)
     p.add_argument("--timeout", type=float, default=3 * 3600, help="seconds before one run is killed")
+    p.add_argument("--two-terms-scale", type=float, default=2.0,
+                   help="scale of the two-term collection (backfill, floors and peer only); 0 = none")
+    p.add_argument("--two-terms", nargs=2, default=["2025-1", "2025-2"], metavar=("FIRST", "LAST"),
+                   help="its terms (default the last academic year, 2025-1 2025-2)")
+    p.add_argument("--no-peer", dest="peer", action="store_false", help="do not measure the naive peer")
+    p.add_argument("--peer-max-scale", type=float, default=16.0,
+                   help="largest scale the peer runs at (it is slow: 1/8 scale took 163 s)")
     args = p.parse_args(argv)
     if args.scales is None:
         args.scales = "2,4" if args.quick else "2,4,8,16"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from flows.pipeline import run_stages  # first: it sets Prefect's defaults before Prefect is imported
 from prefect import flow
 from pydantic import Field
 
-from flows.pipeline import run_stages
 from transforms.vocabulary import rounds_between, terms_between
 
 Term = Annotated[str, Field(pattern=r"^\d{4}-[12]$", description="a term like 2024-1")]

@@ -10,7 +10,8 @@ alone. The logic lives in `transforms/`; this file only orchestrates, logs and l
 """
 from __future__ import annotations
 
-import hashlib
+import flows.prefect_defaults  # noqa: F401  (before Prefect is imported: telemetry off unless asked for)
+
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
@@ -19,33 +20,27 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from flows.runners import task_runner
-from transforms.contract import datadocs
+from flows.runners import task_runner, workers_share_api
 from transforms import faults
-from transforms.publish import feedback
 from transforms.ingest import landing
-from transforms.model import projection as model
+from transforms.warehouse import freshness
 from transforms.warehouse import recovery
-from transforms.publish import report
 from transforms.warehouse import runs
 from transforms.warehouse import db as warehouse
 from transforms.ingest import stage as ing
 from transforms.contract import checks
 from transforms.ingest.pseudonym import PseudonymKeyError, fingerprint, load_key
-from transforms.config import REPO_ROOT, Paths, get_paths
+from transforms.config import Paths, get_paths
+
+# Great Expectations (datadocs, reference checks), the model (scipy) and the report (altair) are
+# imported by the stages that use them: a run with nothing new, or a worker process that only
+# stages files, does not load them (`python -X importtime -c "import flows.pipeline"`).
 
 SUBMISSIONS = "submissions.json"
-
-
-def _inputs_fingerprint(paths: Paths) -> str:
-    """Reference data, overrides and scenarios: when any of them changes, marts and model are rebuilt."""
-    h = hashlib.sha256()
-    files = [*sorted(paths.reference.glob("*.csv")), *checks.overrides_paths(paths.data_dir),
-             *sorted((REPO_ROOT / "data" / "scenarios").glob("*.yaml"))]
-    for f in files:
-        if f.exists():
-            h.update(str(f).encode() + f.read_bytes())
-    return h.hexdigest()[:16]
+# transforms.model.projection.DEFAULT_DRAWS / DEFAULT_SEED, here so that the flow's signature does
+# not import the model (tests/test_startup.py checks that they agree).
+DEFAULT_DRAWS = 1000
+DEFAULT_SEED = 20300101
 
 
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -64,6 +59,40 @@ def stage_group(paths: Paths, run_id: str, key: bytes, label: str, files: list[l
     logger.info("%s: %d files staged (%d rows)", label, sum(s.status == "staged" for s in subs),
                 sum(s.rows_read for s in subs))
     return subs
+
+
+class StagingProgress:
+    """A terminal progress bar of the staging (files, rows a second, time left) beside Prefect's
+    progress artifact; nothing at all when stderr is not a terminal (a deployment, a test, a pipe)."""
+
+    def __init__(self, total_files: int):
+        import sys
+
+        self.files, self.rows, self.total = 0, 0, total_files
+        self._bar = None
+        if total_files and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("staging"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                                 TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=True)
+
+    def __enter__(self) -> "StagingProgress":
+        if self._bar is not None:
+            self._bar.start()
+            self._job = self._bar.add_task("staging", total=self.total, rate="")
+        return self
+
+    def advance(self, files: int, rows: int) -> None:
+        self.files += files
+        self.rows += rows
+        if self._bar is not None:
+            elapsed = self._bar.tasks[0].elapsed or 0.0
+            rate = f"{self.rows / elapsed:,.0f} rows/s" if elapsed > 0 else ""
+            self._bar.update(self._job, completed=self.files, rate=rate)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 @flow(name="ingest")
@@ -99,15 +128,19 @@ def ingest_flow(data_dir: str, run_id: str, terms: list[str] | None = None, roun
     new = ing.new_files(landed, known)
     groups = ing.group_by_period(new, known)
     logger.info("landing zone: %d files, %d to ingest in %d periods", len(landed), len(new), len(groups))
-    progress_id = create_progress_artifact(0.0, description="periods staged") if groups else None
+    progress_id = create_progress_artifact(0.0, description="files staged") if groups else None
     subs: list[ing.Submission] = []
-    with task_runner(max_concurrency, periods=len(groups)) as runner:
+    new_bytes = sum(f.size or 0 for f in new)
+    with (workers_share_api(), task_runner(max_concurrency, periods=len(groups), new_bytes=new_bytes) as runner,
+          StagingProgress(len(new)) as bar):
         futures = [runner.submit(stage_group, {"paths": paths, "run_id": run_id, "key": key, "label": label,
                                                "files": files, "known": group_known})
                    for label, files, group_known in groups]
-        for i, future in enumerate(futures):
-            subs.extend(future.result())
-            update_progress_artifact(progress_id, 100.0 * (i + 1) / len(futures))
+        for future, (_, files, _) in zip(futures, groups):
+            staged = future.result()
+            subs.extend(staged)
+            bar.advance(len(files), sum(s.rows_read for s in staged))
+            update_progress_artifact(progress_id, 100.0 * bar.files / max(1, len(new)))
             faults.checkpoint("staging")
     runs.save_submissions(runs.work_dir(paths, run_id) / SUBMISSIONS, subs)
     runs.save_scope(runs.work_dir(paths, run_id), periods if backfill else set())
@@ -117,6 +150,7 @@ def ingest_flow(data_dir: str, run_id: str, terms: list[str] | None = None, roun
 @task(name="validate", cache_policy=NO_CACHE)
 def validate_stage(data_dir: str, run_id: str) -> dict:
     """The data contract (Great Expectations) on the reference data and every staged submission."""
+    from transforms.contract import datadocs
     from transforms.contract import reference as reference_checks
     from transforms.contract.suites import ContractReference
 
@@ -189,19 +223,21 @@ def transform_stage(data_dir: str) -> list[str]:
 
 
 @task(name="model", cache_policy=NO_CACHE)
-def model_stage(data_dir: str, scenarios: list[str] | None = None, draws: int = model.DEFAULT_DRAWS,
-                seed: int = model.DEFAULT_SEED, decisions: bool = True) -> dict:
+def model_stage(data_dir: str, scenarios: list[str] | None = None, draws: int = DEFAULT_DRAWS,
+                seed: int = DEFAULT_SEED, decisions: bool = True) -> dict:
     """The lab-to-fab model, from the warehouse back into `marts.model_*` (docs/MODEL.md).
 
     scenarios: names of files in data/scenarios (or YAML paths); None = every file there. The
     baseline is always run. Same warehouse, scenario files and seed give identical marts.
     """
+    from transforms.model import projection as model
+
     paths = get_paths(data_dir)
     logger = get_run_logger()
     con = warehouse.connect(paths.warehouse)
     try:
         outputs = model.run_model(con, scenarios, draws=draws, seed=seed, folder=model.scenario_dir(paths.data_dir),
-                                  decisions=decisions)
+                                  decisions=decisions, scale=model.demo_scale(paths.data_dir))
         model.write_outputs(con, outputs)
     finally:
         con.close()
@@ -211,6 +247,14 @@ def model_stage(data_dir: str, scenarios: list[str] | None = None, draws: int = 
                 "P(meet) %.2f; practice-ready P50 %.0f; %d draws, %.1f s",
                 total.p50, total.p10, total.p90, total.target, total.probability_meeting_target,
                 total.practice_ready_p50, draws, outputs["_timings"]["total"])
+    logger.info("%s", model.measures_text(outputs))
+    create_table_artifact(
+        key="lab2fab-model-measures",
+        table=outputs["model_measures"].query("dimension in ('total', 'track_group')")[
+            ["scenario", "measure", "dimension", "category", "p10", "p50", "p90", "target", "probability_meeting_target",
+             "basis", "scale"]].round(3).to_dict(orient="records"),
+        description="T (trained), P (practice-ready) and E (employed, assumption-driven) by the horizon: persons, "
+                    "P10/P50/P90 per scenario (docs/MODEL.md, 'What is counted')")
     create_table_artifact(
         key="lab2fab-model-headline",
         table=outputs["model_headline"][["scenario", "dimension", "category", "target", "p10", "p50", "p90",
@@ -226,6 +270,9 @@ def model_stage(data_dir: str, scenarios: list[str] | None = None, draws: int = 
 def publish_stage(data_dir: str, run_id: str) -> str:
     """Curated views and their documentation, then a finished read-only snapshot swapped in
     atomically, Parquet exports and the data dictionary beside it."""
+    from transforms.contract import datadocs
+    from transforms.publish import feedback
+
     paths = get_paths(data_dir)
     con = warehouse.connect(paths.warehouse)
     try:
@@ -251,6 +298,8 @@ def report_stage(data_dir: str, language: str = "en") -> dict:
     """The self-contained HTML report beside the snapshot (charts of the gap, the funnel, capacity,
     scenarios, universities and data quality; English or Vietnamese), and the headline as Prefect
     artifacts: markdown, and a table by target (P10/P50/P90, probability of meeting it)."""
+    from transforms.publish import report
+
     if language not in report.LANGUAGES:
         raise ValueError(f"language must be one of {report.LANGUAGES}, not {language!r}")
     paths = get_paths(data_dir)
@@ -265,12 +314,13 @@ def report_stage(data_dir: str, language: str = "en") -> dict:
                           description=f"Engineers by 2030 against each target, baseline (data to term {h['last_term']}): "
                                       "P10/P50/P90 and probability of meeting the target")
     get_run_logger().info("report written: %s (%s)", paths.report, language)
-    return {k: h[k] for k in ("last_term", "engineers_2030", "target_2030", "gap_2030", "practice_ready_share")}
+    return {k: h[k] for k in ("last_term", "engineers_2030", "target_2030", "gap_2030", "practice_ready_share",
+                              "measures_line")}
 
 
 def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_seconds: float = 0.0,
                terms: list[str] | None = None, rounds: list[str] | None = None, max_concurrency: int = 2,
-               language: str = "en", scenarios: list[str] | None = None, draws: int = model.DEFAULT_DRAWS,
+               language: str = "en", scenarios: list[str] | None = None, draws: int = DEFAULT_DRAWS,
                recover: bool = False) -> dict:
     """ingest -> validate -> load -> transform -> model -> publish -> report, under the writer lock.
 
@@ -304,15 +354,13 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
                 logger.info("arrival record restored for %d files", recovery.restore_arrivals(con, history))
             finally:
                 con.close()
-        fp = _inputs_fingerprint(paths)
+        fp = freshness.inputs_fingerprint(paths)
         con = warehouse.connect(paths.warehouse)
         try:
-            # Rebuild when the data moved on since the last publish (also after a run that died
-            # between its load and its publish), when reference inputs changed, or when asked.
+            # Rebuild when the data moved on since the last publish, when its inputs changed (the
+            # same test the CLI makes before starting Prefect: transforms/warehouse/freshness.py), or when asked.
             version = warehouse.get_state(con, "data_version")
-            changed = (rebuild or terms is not None or rounds is not None or not paths.snapshot.exists()
-                       or version != warehouse.get_state(con, "published_version")
-                       or warehouse.get_state(con, "inputs_fingerprint") != fp)
+            changed = rebuild or terms is not None or rounds is not None or bool(freshness.outputs_stale(con, paths, fp))
         finally:
             con.close()
         result: dict = {}
@@ -351,7 +399,7 @@ def rebuild_warehouse(data_dir: str | None = None, wait_for_lock_seconds: float 
 @flow(name="lab2fab-pipeline", log_prints=True)
 def pipeline(data_dir: str | None = None, rebuild: bool = False, wait_for_lock_seconds: float = 0.0,
              language: Literal["en", "vi"] = "en", scenarios: list[str] | None = None,
-             draws: Annotated[int, Field(ge=10, le=100_000)] = model.DEFAULT_DRAWS) -> dict:
+             draws: Annotated[int, Field(ge=10, le=100_000)] = DEFAULT_DRAWS) -> dict:
     """The scheduled run: take what universities have sent since the last run, end to end.
 
     `scenarios` (names of files in data/scenarios; default all) and `draws` steer the model."""

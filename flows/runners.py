@@ -1,6 +1,8 @@
 """The task runner for the per-file stages (read, normalise, pseudonymise, stage), chosen by configuration.
 
-    LAB2FAB_TASK_RUNNER=auto (default)    process when more than one period is to be staged, else thread
+    LAB2FAB_TASK_RUNNER=auto (default)    process when more than one period is to be staged and the new
+                                          files are large enough to pay for the worker processes'
+                                          start-up (PROCESS_MIN_BYTES, measured: docs/SCALING.md), else thread
     LAB2FAB_TASK_RUNNER=thread            a ThreadPoolTaskRunner in the flow's own process
     LAB2FAB_TASK_RUNNER=process           a ProcessPoolTaskRunner on this machine: staging is CPU-bound
                                           Python, so threads share one core while processes use them all;
@@ -18,6 +20,7 @@ writer (the load stage, in the flow's process) then loads what they staged.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
@@ -26,6 +29,10 @@ ADDRESS_ENV = "LAB2FAB_DASK_ADDRESS"
 WORKERS_ENV = "LAB2FAB_DASK_WORKERS"
 THREADS_ENV = "LAB2FAB_DASK_THREADS_PER_WORKER"
 KINDS = ("auto", "thread", "process", "dask")
+# Below this many bytes of new landing files `auto` stages on threads: starting two worker processes
+# (spawn, then pandas, Prefect and lab2fab imported again) costs as much as staging about 24 MB on
+# one core, about 230,000 rows (bench/breakeven.py; docs/SCALING.md, "Break-even of the process pool").
+PROCESS_MIN_BYTES = 24_000_000
 
 
 def runner_kind() -> str:
@@ -50,12 +57,15 @@ def _positive_int(name: str, default: int) -> int:
     return value
 
 
-def task_runner(max_workers: int, periods: int = 1):
-    """A fresh task runner for one flow run's staging tasks (runners are not shared between runs)."""
+def task_runner(max_workers: int, periods: int = 1, new_bytes: int | None = None):
+    """A fresh task runner for one flow run's staging tasks (runners are not shared between runs).
+
+    `new_bytes`: the size of the files to stage (None: unknown, taken as large)."""
     max_workers = max(1, int(max_workers))
     kind = runner_kind()
     if kind == "auto":
-        kind = "process" if periods > 1 and max_workers > 1 else "thread"
+        large = new_bytes is None or new_bytes >= PROCESS_MIN_BYTES
+        kind = "process" if periods > 1 and max_workers > 1 and large else "thread"
     if kind == "thread":
         return ThreadPoolTaskRunner(max_workers=max_workers)
     if kind == "process":
@@ -77,3 +87,30 @@ def task_runner(max_workers: int, periods: int = 1):
         },
     )
 
+
+def parent_api_url() -> str | None:
+    """The URL of the temporary Prefect server this process started, when it has no API URL set."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url:
+        return None
+    server = SubprocessASGIServer()  # the one instance Prefect started for this process, if any
+    return server.api_url if server.running and server.server_process is not None else None
+
+
+@contextmanager
+def workers_share_api():
+    """Worker processes (a process pool, Dask workers) report to this run's API.
+
+    Without it each worker, finding no PREFECT_API_URL, starts a temporary server of its own
+    (seconds each, one "Starting temporary server" line each). The URL travels in the settings
+    that Prefect hands every task it submits."""
+    url = parent_api_url()
+    if url is None:
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield

@@ -7,14 +7,21 @@ The single DuckDB writer loads what the workers staged, and the warehouses must 
 """
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
 from tables import contents
+
+REPO = Path(__file__).resolve().parent.parent
 
 def _backfill(data_dir: Path, summary: dict) -> dict:
     from flows.backfill import backfill
@@ -37,6 +44,11 @@ def test_task_runner_is_chosen_by_configuration(monkeypatch):
     assert isinstance(task_runner(1, periods=10), ThreadPoolTaskRunner)
     several = task_runner(3, periods=2)
     assert isinstance(several, ProcessPoolTaskRunner) and several._max_workers == 2
+    # ... when the new files pay for the worker processes' start-up (docs/SCALING.md, "Break-even")
+    from flows.runners import PROCESS_MIN_BYTES
+
+    assert isinstance(task_runner(2, periods=5, new_bytes=PROCESS_MIN_BYTES - 1), ThreadPoolTaskRunner)
+    assert isinstance(task_runner(2, periods=5, new_bytes=PROCESS_MIN_BYTES), ProcessPoolTaskRunner)
     monkeypatch.setenv("LAB2FAB_TASK_RUNNER", "thread")
     assert isinstance(task_runner(3, periods=10), ThreadPoolTaskRunner)
     monkeypatch.setenv("LAB2FAB_TASK_RUNNER", "dask")
@@ -68,21 +80,74 @@ def test_staging_task_arguments_and_results_pickle(small_demo, tmp_path):
     assert pickle.loads(pickle.dumps([sub])) == [sub]
 
 
-def test_backfill_on_a_local_dask_cluster_and_a_process_pool_matches_the_thread_runner(
-        prefect_harness, small_demo, tmp_path_factory, monkeypatch):
+@pytest.fixture()
+def dask_cluster(tmp_path):
+    """A Dask cluster started the way an operator starts one: `dask scheduler` and two `dask worker`
+    processes (on 127.0.0.1 here), each in its own process group. Yields the scheduler's address."""
+    import socket
+
+    from distributed import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = Path(sys.executable).parent / "dask"
+    logs = tmp_path / "dask-logs"
+    logs.mkdir()
+    commands = [[str(dask), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                *[[str(dask), "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
+                   "--name", f"worker-{i}", "--local-directory", str(tmp_path / f"worker-{i}")] for i in (1, 2)]]
+    started = []
+    try:
+        for i, command in enumerate(commands):
+            log = open(logs / f"{i}.log", "w")
+            started.append(subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True))
+            if i == 0:
+                time.sleep(2)  # the workers retry, but give the scheduler its port first
+        with Client(address, timeout=120) as client:
+            client.wait_for_workers(2, timeout=180)
+        yield address
+    finally:
+        for p in reversed(started):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in started:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def test_backfill_on_dask_clusters_and_a_process_pool_matches_the_thread_runner(
+        prefect_harness, small_demo, tmp_path_factory, monkeypatch, dask_cluster):
+    """thread, process, a LocalCluster inside the flow ("dask") and a separately started scheduler with
+    two workers ("dask-external"), the staged files on the folder they share (one machine, one path)."""
     demo_dir, summary = small_demo
     results, tables = {}, {}
-    for kind in ("thread", "process", "dask"):
+    for kind in ("thread", "process", "dask", "dask-external"):
         data = tmp_path_factory.mktemp(f"runner-{kind}")
         shutil.copytree(demo_dir / "landing", data / "landing")
-        monkeypatch.setenv("LAB2FAB_TASK_RUNNER", kind)
+        monkeypatch.setenv("LAB2FAB_TASK_RUNNER", kind.removesuffix("-external"))
         monkeypatch.setenv("LAB2FAB_DASK_WORKERS", "2")
-        monkeypatch.delenv("LAB2FAB_DASK_ADDRESS", raising=False)
+        if kind == "dask-external":
+            monkeypatch.setenv("LAB2FAB_DASK_ADDRESS", dask_cluster)
+        else:
+            monkeypatch.delenv("LAB2FAB_DASK_ADDRESS", raising=False)
         results[kind] = _backfill(data, summary)
         tables[kind] = contents(data / "warehouse" / "lab2fab.duckdb")
+    from distributed import Client
+
+    with Client(dask_cluster, timeout=60) as client:  # the periods were staged on the operator's workers
+        executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
+    periods = len(summary["terms"]) + len(summary["placements"])
+    assert len(executed) == 2 and sum(executed.values()) >= periods, executed
     a = tables["thread"]
     assert results["thread"]["files_new"] > 0 and len(a["staging.enrollment"]) > 0
-    for kind in ("process", "dask"):
+    for kind in ("process", "dask", "dask-external"):
         for k in ("files_new", "files_seen", "rows_read", "rows_loaded", "rows_quarantined"):
             assert results[kind][k] == results["thread"][k], (kind, k)
         b = tables[kind]

@@ -64,7 +64,70 @@ class Paths:
         return self
 
 
+# What a lab2fab data folder holds once `lab2fab demo` or a run has used it (see README, Layout).
+DATA_FOLDER_MARKERS = ("landing", "warehouse", "published", "history")
+
+
+def default_data_dir() -> tuple[Path, str]:
+    """The data folder when none is given, and where that choice came from:
+    `$LAB2FAB_DATA_DIR` ("environment"); else `./data` when the current folder holds a lab2fab data
+    folder ("current folder"), as in a checkout or a copy of one; else the checkout's own `data/`
+    ("checkout"), so that a command started from any other folder finds the installation's data
+    rather than creating an empty one there."""
+    if os.environ.get("LAB2FAB_DATA_DIR"):
+        return Path(os.environ["LAB2FAB_DATA_DIR"]).resolve(), "environment"
+    here = Path.cwd() / "data"
+    if any((here / marker).is_dir() for marker in DATA_FOLDER_MARKERS):
+        return here.resolve(), "current folder"
+    return (REPO_ROOT / "data").resolve(), "checkout"
+
+
 def get_paths(data_dir: str | Path | None = None) -> Paths:
-    """Paths for `data_dir`, else $LAB2FAB_DATA_DIR, else the repo's own `data/`."""
-    chosen = data_dir or os.environ.get("LAB2FAB_DATA_DIR") or REPO_ROOT / "data"
-    return Paths(Path(chosen).resolve())
+    """Paths for `data_dir`, else the default data folder (`default_data_dir`)."""
+    return Paths(Path(data_dir).resolve() if data_dir else default_data_dir()[0])
+
+
+@dataclass(frozen=True)
+class CollectionSettings:
+    """The collection's own settings (`data/reference/collection.csv`, one `setting,value,note` row
+    each): the terms it takes and the share of universities that makes a term the latest."""
+
+    first_term: str | None = None
+    last_term: str | None = None  # None: the current term by the clock
+    latest_term_min_share: float = 0.5
+
+    @classmethod
+    def from_reference(cls, reference_dir: Path | None = None) -> "CollectionSettings":
+        import csv
+
+        from transforms.vocabulary import parse_term
+
+        path = Path(reference_dir or get_paths().reference) / "collection.csv"
+        if not path.exists():
+            return cls()
+        values: dict[str, str] = {}
+        with open(path, encoding="utf-8", newline="") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                name, value = (row.get("setting") or "").strip(), (row.get("value") or "").strip()
+                if name not in cls.__dataclass_fields__:
+                    raise ValueError(f"{path}, line {line}, field setting: unknown setting {name!r} "
+                                     f"(known: {', '.join(cls.__dataclass_fields__)})")
+                values[name] = value
+        out = {}
+        for name in ("first_term", "last_term"):
+            if values.get(name):
+                try:
+                    parse_term(values[name])
+                except ValueError as e:
+                    raise ValueError(f"{path}, setting {name}, field value: {e}") from None
+                out[name] = values[name]
+        if values.get("latest_term_min_share"):
+            try:
+                share = float(values["latest_term_min_share"])
+            except ValueError:
+                share = -1.0
+            if not 0 < share <= 1:
+                raise ValueError(f"{path}, setting latest_term_min_share, field value: "
+                                 f"{values['latest_term_min_share']!r} is not a share in (0, 1], e.g. 0.5")
+            out["latest_term_min_share"] = share
+        return cls(**out)
