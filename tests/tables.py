@@ -31,6 +31,15 @@ def contents(path: Path) -> dict[str, pd.DataFrame]:
         con.close()
 
 
+def manifest(data_dir: Path) -> pd.DataFrame:
+    """The published snapshot's ops.manifest (one row per file), indexed by the file's landing path."""
+    con = duckdb.connect(str(data_dir / "published" / "lab2fab.duckdb"), read_only=True)
+    try:
+        return con.execute("SELECT * FROM ops.manifest").df().set_index("path")
+    finally:
+        con.close()
+
+
 def assert_same(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> None:
     assert a.keys() == b.keys()
     for name in a:

@@ -12,6 +12,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from tables import manifest
 from transforms.contract import suites as contract
 from transforms.contract import reference as reference_checks
 from transforms.contract import checks
@@ -431,14 +432,6 @@ def run_contract_stages(data_dir: Path) -> str:
     (data_dir / "published").mkdir(exist_ok=True)
     shutil.copy(data_dir / "warehouse" / "lab2fab.duckdb", data_dir / "published" / "lab2fab.duckdb")
     return run_id
-
-
-def manifest(data_dir: Path) -> pd.DataFrame:
-    con = duckdb.connect(str(data_dir / "published" / "lab2fab.duckdb"), read_only=True)
-    try:
-        return con.execute("SELECT * FROM ops.manifest").df().set_index("path")
-    finally:
-        con.close()
 
 
 def query(data_dir: Path, sql: str, params=None) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """The data-contract suites, run through real Great Expectations (no mocks)."""
 
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
@@ -295,3 +296,12 @@ def test_large_frame(enr_suite):
     print(f"\nvalidated {n:,} rows in {time.perf_counter() - started:.2f}s")
     assert failures(report) == [(7, "ENR.gpa.range", ERROR), (99_999, "ENR.study_year.range", ERROR),
                                 (150_001, "ENR.gpa.range", ERROR)]
+
+
+def test_every_rule_is_in_the_documented_rule_list():
+    """docs/CONTRACT_RULES.md lists every rule an office can be told about, contract and ingest alike."""
+    from transforms.publish.feedback import EXTRA_COLUMNS, INGEST_FALLBACK, INGEST_RULES, INGEST_WARNINGS
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "CONTRACT_RULES.md").read_text()
+    ids = [*RULES, *(r[0] for r in INGEST_RULES), EXTRA_COLUMNS[0], INGEST_FALLBACK[0], *INGEST_WARNINGS]
+    assert [i for i in ids if f"`{i}`" not in doc] == []

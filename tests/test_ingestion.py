@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import corpus as C
+from tables import manifest
 from transforms.publish import feedback
 from transforms.ingest import landing
 from transforms.ingest import readers
@@ -227,7 +228,7 @@ def test_xlsx_hidden_first_sheet_is_skipped():
 
 
 @pytest.mark.parametrize("case,why", [
-    ("xls", "legacy Excel 97-2003 (.xls) files are not accepted"),
+    ("xls", "is not a valid Excel 97-2003 (.xls) workbook"),  # .xls is read since issue 14: this one is not one
     ("ole_as_xlsx", "password-protected workbook or an old Excel 97-2003 file"),
     ("xlsx_as_csv", "is a spreadsheet saved with a '.csv' name"),
     ("truncated", "not a valid XLSX file"),
@@ -251,7 +252,7 @@ def test_files_that_cannot_be_read_are_refused_with_what_to_do(case, why):
     reason = rejected(data, suffix)
     assert why in reason
     if case == "xls":
-        assert "Save As" in reason and "xlsx" in reason and "CSV UTF-8" in reason
+        assert "save it again as an Excel Workbook (.xlsx)" in reason
 
 
 def test_entity_expansion_never_happens():
@@ -592,8 +593,9 @@ def test_damaged_xlsx_bytes_end_as_a_table_or_a_rejection(at, value):
 # ================================================================ feedback helpers
 
 def test_formula_cells_are_neutralised():
-    assert [feedback.neutralise(v) for v in ("=1+1", "+84 912", "-5", "@SUM(A1)", "\t=x", "Nam", "", 3)] == \
-        ["'=1+1", "'+84 912", "'-5", "'@SUM(A1)", "'\t=x", "Nam", "", 3]
+    # a plain number stays a number (a spreadsheet reads it as one); "-2+3" is a formula
+    assert [feedback.neutralise(v) for v in ("=1+1", "+84 912", "-5", "-2+3", "@SUM(A1)", "\t=x", "Nam", "", 3)] == \
+        ["'=1+1", "'+84 912", "-5", "'-2+3", "'@SUM(A1)", "'\t=x", "Nam", "", 3]
 
 
 @pytest.mark.parametrize("reason,rule", [
@@ -609,6 +611,11 @@ def test_formula_cells_are_neutralised():
     ("same content (sha256 abc…) as a.csv, already loaded; skipped", "ING.file.duplicate"),
     ("every one of the 8 rows was quarantined; see ops.quarantine", "ING.file.all_quarantined"),
     ("x.csv: no header row found: none of the first 15", "ING.file.header"),
+    ("x.csv: not a readable CSV file: the quote (\") that opens a cell on line 4 is never closed", "ING.file.records"),
+    ("x.xlsx: sheet 'S': row number 4 comes after row 9; one row or cell would overwrite another", "ING.file.records"),
+    ("x.ods: is not a valid ODS file: no content.xml", "ING.file.damaged"),
+    ("x.xls: is not a valid Excel 97-2003 (.xls) workbook: no Workbook stream", "ING.file.damaged"),
+    ("x.xlsx: sheet 'S' has more than 5000 merged ranges, over the limit", "ING.file.size"),
     ("something new", "ING.file.rejected"),
 ])
 def test_ingestion_reasons_have_rule_ids(reason, rule):
@@ -677,7 +684,7 @@ def build_landing(root: Path, outside: Path, reference: Path) -> dict:
     valid_xlsx = C.xlsx_bytes(C.records())
     rng = random.Random(7)
     for name, data, fragment in [
-        ("bao_cao.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "legacy Excel 97-2003 (.xls)"),
+        ("bao_cao.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "not a valid Excel 97-2003 (.xls)"),
         ("random.csv", bytes(rng.randint(1, 255) for _ in range(3000)), "encoding cannot be determined"),
         ("mixed.csv", C.csv_text(C.records()).encode() + C.encode_cp1258("Trương\r\n"), "mostly UTF-8"),
         ("no_status.csv", C.csv_text([r[:9] + r[10:] for r in C.records()]).encode(), "missing required column(s) status"),
@@ -715,17 +722,9 @@ def corpus_run(prefect_harness, tmp_path_factory):
     return data_dir, exp, result, base
 
 
-def _manifest(data_dir: Path) -> pd.DataFrame:
-    con = duckdb.connect(str(data_dir / "published" / "lab2fab.duckdb"), read_only=True)
-    try:
-        return con.execute("SELECT * FROM ops.manifest").df().set_index("path")
-    finally:
-        con.close()
-
-
 def test_every_file_is_loaded_superseded_or_rejected_with_a_reason(corpus_run):
     data_dir, exp, result, _ = corpus_run
-    m = _manifest(data_dir)
+    m = manifest(data_dir)
     assert set(m.index) == set(exp), set(m.index) ^ set(exp)
     for path, (status, fragment) in exp.items():
         assert m.loc[path, "status"] == status, (path, m.loc[path, "status"], m.loc[path, "reason"])
@@ -836,7 +835,7 @@ def test_a_late_submission_for_an_old_term_flows_downstream(corpus_run):
         mp.setenv("LAB2FAB_REFERENCE_DIR", str(base / "reference"))
         result = pipeline(data_dir=str(data_dir))
     assert result["files_new"] == 1
-    m = _manifest(data_dir)
+    m = manifest(data_dir)
     row = m.loc["enrollment/VNUA/2022-1/bo_sung_2022.csv"]
     assert row.status == "loaded" and row.rows_loaded == len(_late_students())
     con = duckdb.connect(str(data_dir / "published" / "lab2fab.duckdb"), read_only=True)

@@ -22,19 +22,18 @@ from transforms.config import get_paths
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
-def demo_data(small_demo, tmp_path_factory) -> Path:
-    data_dir = tmp_path_factory.mktemp("ops")
-    shutil.copytree(small_demo[0] / "landing", data_dir / "landing")
+def demo_data(demo_run, tmp_path_factory) -> Path:
+    """A copy of the session's demo run (tests/conftest.py): the small demo collection after one run."""
+    data_dir = tmp_path_factory.mktemp("ops") / "data"
+    shutil.copytree(demo_run[0], data_dir, copy_function=shutil.copy2, symlinks=True)
     return data_dir
 
 
 def test_backfill_twice_leaves_every_table_identical(prefect_harness, demo_data):
     from flows.backfill import backfill
-    from flows.pipeline import pipeline
 
-    pipeline(data_dir=str(demo_data))
     wh = demo_data / "warehouse" / "lab2fab.duckdb"
-    after_run = contents(wh)
+    after_run = contents(wh)  # the incremental run of demo_data
     first = backfill(first_term="2023-1", last_term="2024-2", first_round="2025H1", last_round="2026H1",
                      data_dir=str(demo_data))
     assert first["files_new"] > 0

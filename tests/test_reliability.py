@@ -10,17 +10,16 @@ import re
 import resource
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-import unicodedata
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
 
+from hostile_corpus import Detector, texts
 from tables import assert_same, contents
 from transforms import faults
 from transforms.ingest.readers import AliasTable, SubmissionRejected, read_submission
@@ -95,35 +94,40 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def clean_run(small_demo, tmp_path_factory) -> dict:
-    """The reference: the whole demo collection loaded by one run that nobody disturbed."""
-    data = tmp_path_factory.mktemp("clean") / "data"
-    shutil.copytree(small_demo[0] / "landing", data / "landing", copy_function=shutil.copy2)
-    rc, out = lab2fab(data, "run")
-    assert rc == 0, out
-    return contents(data / "warehouse" / "lab2fab.duckdb")
+# The fixtures below are built once per session, whichever xdist worker asks first (tests/conftest.py).
+
+@pytest.fixture(scope="session")
+def clean_run(demo_run) -> dict:
+    """The reference: the whole demo collection loaded by one run that nobody disturbed (the session's
+    demo run, tests/conftest.py)."""
+    return contents(demo_run[0] / "warehouse" / "lab2fab.duckdb")
 
 
-@pytest.fixture(scope="module")
-def first_run(small_demo, tmp_path_factory) -> Path:
+@pytest.fixture(scope="session")
+def first_run(small_demo, once) -> Path:
     """A data folder after one run, before the held-back term arrived; tests work on copies."""
-    data = tmp_path_factory.mktemp("first") / "data"
-    shutil.copytree(small_demo[0] / "landing", data / "landing", copy_function=shutil.copy2,
-                    ignore=lambda d, names: [n for n in names if n == HELD_BACK])
-    rc, out = lab2fab(data, "run")
-    assert rc == 0, out
-    return data
+    def build(folder: Path) -> Path:
+        data = folder / "data"
+        shutil.copytree(small_demo[0] / "landing", data / "landing", copy_function=shutil.copy2,
+                        ignore=lambda d, names: [n for n in names if n == HELD_BACK])
+        rc, out = lab2fab(data, "run")
+        assert rc == 0, out
+        return data
+
+    return once("reliability-first-run", build)
 
 
-@pytest.fixture(scope="module")
-def original(small_demo, first_run, tmp_path_factory) -> Path:
+@pytest.fixture(scope="session")
+def original(small_demo, first_run, once) -> Path:
     """The first run, then a second run that took the held-back term: a warehouse built over time."""
-    data = clone(first_run, tmp_path_factory.mktemp("original") / "data")
-    arrive(small_demo[0] / "landing", data)
-    rc, out = lab2fab(data, "run")
-    assert rc == 0, out
-    return data
+    def build(folder: Path) -> Path:
+        data = clone(first_run, folder / "data")
+        arrive(small_demo[0] / "landing", data)
+        rc, out = lab2fab(data, "run")
+        assert rc == 0, out
+        return data
+
+    return once("reliability-original", build)
 
 
 # ------------------------------------------------------------------ crashes and write errors
@@ -279,49 +283,7 @@ def personal_data(landing: Path) -> dict[str, set[str]]:
     return found
 
 
-def texts(data: Path, prefect_home: Path, logs: list[Path]):
-    """(where, text) for everything a run leaves behind, binary formats read through their own readers."""
-    for path in sorted(p for p in data.rglob("*") if p.is_file() and "landing" not in p.relative_to(data).parts):
-        if path.suffix in (".duckdb", ".parquet"):
-            con = duckdb.connect(str(path), read_only=True) if path.suffix != ".parquet" else duckdb.connect()
-            try:
-                sources = ([f"read_parquet('{path}')"] if path.suffix == ".parquet" else
-                           [f'"{d}"."{s}"."{t}"' for d, s, t in con.execute(
-                               "SELECT database_name, schema_name, table_name FROM duckdb_tables()").fetchall()])
-                for src in sources:
-                    yield f"{path}:{src}", con.execute(f"SELECT * FROM {src}").df().to_csv(index=False)
-            finally:
-                con.close()
-        elif path.name != "writer.lock":
-            yield str(path), path.read_bytes().decode("utf-8", errors="replace")
-    db = sqlite3.connect(prefect_home / "prefect.db")  # the Prefect API's store: logs, artifacts, parameters
-    try:
-        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
-            rows = db.execute(f'SELECT * FROM "{table}"').fetchall()
-            yield f"prefect.db:{table}", "\n".join(" ".join(str(v) for v in r) for r in rows)
-    finally:
-        db.close()
-    for log in logs:
-        yield str(log), log.read_text()
-
-
-class Detector:
-    """Finds the input's names (as word sequences), national ids and birth dates in a text."""
-
-    def __init__(self, pii: dict[str, set[str]]):
-        self.pii = pii
-        self.names = {tuple(unicodedata.normalize("NFC", n).lower().split()) for n in pii["full_name"]}
-        self.lengths = {len(n) for n in self.names}
-
-    def __call__(self, text: str) -> list[tuple[str, str]]:
-        text = unicodedata.normalize("NFC", text)
-        words = re.findall(r"\w+", text.lower())
-        found = [("full_name", " ".join(g)) for n in self.lengths
-                 for g in set(zip(*(words[i:] for i in range(n)))) & self.names]
-        found += [("national_id", v) for v in set(re.findall(r"\d{12}", text)) & self.pii["national_id"]]
-        found += [("birth_date", v) for v in set(re.findall(r"\d{4}-\d{2}-\d{2}|\d{2}/\d{2}/\d{4}", text))
-                  & self.pii["birth_date"]]
-        return found
+# texts() and Detector: tests/hostile_corpus.py (shared with the hostile corpus of tests/test_privacy.py)
 
 
 @pytest.mark.slow

@@ -14,7 +14,8 @@ office checks on a whole submission (docs/CONTRACT_RULES.md):
   vanished) validated by the GX suite ``enrollment_submission``/``placement_submission``: one GX
   call per batch, same rule metadata as row rules.
 * **Verdict** — ``rejected`` (a file-level error: every row is quarantined with the rule as reason),
-  ``accepted_with_warnings`` (a file-level warning nobody accepted yet) or ``accepted``.
+  ``accepted_with_warnings`` (a file-level warning nobody accepted yet) or ``accepted``: one SQL query
+  (transforms/sql/contract/file_verdicts.sql), over a batch's results and over ``ops.validation_results``.
 * **Overrides** — ``data/overrides/accepted_warnings.csv`` (and ``<data_dir>/overrides/`` when the data
   folder is elsewhere): a programme officer accepts one warning for one university and term, with
   a reason.  Read every run; accepted warnings stop holding the submission and are shown as accepted.
@@ -416,19 +417,33 @@ def file_results(summary: pd.DataFrame, summary_report) -> pd.DataFrame:
                                                                   "rows_failing": "int64"})
 
 
+VERDICTS_SQL = Path(__file__).resolve().parent.parent / "sql" / "contract" / "file_verdicts.sql"
+
+
+def file_verdicts_sql(files: str, results: str, rules: str) -> str:
+    """The one verdict query (transforms/sql/contract/file_verdicts.sql) over these relations."""
+    return VERDICTS_SQL.read_text(encoding="utf-8").format(files=files, results=results, rules=rules)
+
+
+def rules_frame() -> pd.DataFrame:
+    return pd.DataFrame([(k, r.message_en) for k, r in RULES.items()], columns=["rule_id", "message_en"])
+
+
 def verdicts_of(results: pd.DataFrame, files: pd.Series) -> pd.DataFrame:
-    """Verdict per file from its failing file rules (overrides not applied: see apply_overrides_frame)."""
-    failing = results[(results["scope"] == FILE) & ~results["success"]]
-    if "accepted_override" in failing:
-        failing = failing[~(failing["accepted_override"].fillna(False).astype(bool))]
-    failing = failing.sort_values(["file_id", "rule_id"])
-    text = (failing["rule_id"] + ": " + failing["rule_id"].map(lambda r: RULES[r].message_en)
-            + " (" + failing["observed"].fillna("") + ")")
-    why = {sev: text[failing["severity"] == sev].groupby(failing["file_id"]).agg("; ".join) for sev in (ERROR, WARNING)}
-    out = pd.DataFrame({"file_id": list(files)})
-    out["verdict"] = [REJECTED if f in why[ERROR].index else WITH_WARNINGS if f in why[WARNING].index else ACCEPTED
-                      for f in out["file_id"]]
-    out["reason"] = out["file_id"].map(why[ERROR]).fillna(out["file_id"].map(why[WARNING]))
+    """Verdict per file from its failing file rules, by the one verdict query; a failed warning that
+    an override accepted (`accepted_override`, from apply_overrides_frame) does not hold the file."""
+    import duckdb
+
+    cols = ["file_id", "rule_id", "severity", "scope", "success", "observed"]
+    r = results[cols].assign(accepted_override=results["accepted_override"].fillna(False).astype(bool)
+                             if "accepted_override" in results else False)
+    r = r.astype({"file_id": str, "rule_id": str, "severity": str, "scope": str, "success": bool,
+                  "observed": object})
+    f = pd.DataFrame({"file_id": [str(x) for x in files], "ord": range(len(files))})
+    with duckdb.connect() as con:
+        for name, frame in (("l2f_files", f), ("l2f_results", r), ("l2f_rules", rules_frame())):
+            con.register(name, frame)
+        out = con.execute(file_verdicts_sql("l2f_files", "l2f_results", "l2f_rules")).df()
     out["reason"] = out["reason"].astype(object).where(out["reason"].notna(), None)
     return out[VERDICT_COLUMNS]
 
@@ -656,23 +671,30 @@ def apply_overrides(con, overrides: pd.DataFrame) -> dict:
         WHERE v.file_id = a.file_id AND v.rule_id = a.rule_id
           AND (v.accepted_override IS DISTINCT FROM a.accepted OR v.override_note IS DISTINCT FROM a.note)""")
     con.execute("DROP TABLE l2f_accept")
+    # The verdict by the one verdict query (as verdicts_of), over every file's recorded results.
+    _register(con, "l2f_rules", rules_frame())
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE l2f_verdicts AS
+        {file_verdicts_sql("(SELECT file_id, 0 AS ord FROM ops.manifest)", "ops.validation_results", "l2f_rules")}""")
+    con.unregister("l2f_rules")
     con.execute("""
         UPDATE ops.manifest m SET verdict = x.verdict, verdict_note = x.note
         FROM (
             SELECT m.file_id,
                    CASE WHEN m.status = 'rejected' THEN 'rejected'
                         WHEN m.status = 'duplicate' THEN NULL
-                        WHEN count(v.rule_id) FILTER (WHERE NOT coalesce(v.accepted_override, false)) > 0 THEN 'accepted_with_warnings'
-                        ELSE 'accepted' END AS verdict,
+                        ELSE any_value(fv.verdict) END AS verdict,
                    CASE WHEN m.status IN ('rejected', 'duplicate') THEN NULL ELSE nullif(concat_ws('; ',
                        string_agg(CASE WHEN NOT coalesce(v.accepted_override, false) THEN 'pending ' || v.rule_id || ' (' || coalesce(v.observed, '') || ')' END, '; ' ORDER BY v.rule_id),
                        string_agg(CASE WHEN v.accepted_override THEN 'accepted ' || v.rule_id || ': ' || v.override_note END, '; ' ORDER BY v.rule_id)), '') END AS note
             FROM ops.manifest m
+            JOIN l2f_verdicts fv ON fv.file_id = m.file_id
             LEFT JOIN ops.validation_results v
               ON v.file_id = m.file_id AND v.scope = 'file' AND v.severity = 'warning' AND NOT v.success
             GROUP BY m.file_id, m.status
         ) x
         WHERE m.file_id = x.file_id AND (m.verdict IS DISTINCT FROM x.verdict OR m.verdict_note IS DISTINCT FROM x.note)""")
+    con.execute("DROP TABLE l2f_verdicts")
     return dict(con.execute("SELECT coalesce(verdict, 'none'), count(*) FROM ops.manifest GROUP BY 1").fetchall())
 
 

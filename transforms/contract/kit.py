@@ -31,11 +31,11 @@ from transforms.contract import suites as contract
 from transforms.contract import reference as reference_checks
 from transforms.contract import checks
 from transforms.ingest.stage import KnownFiles, stage_submissions
-from transforms.ingest.landing import CODE_RE, LandedFile, sha256_of
+from transforms.ingest.landing import LandedFile, sha256_of
 from transforms.ingest.normalise import ENROLLMENT_RAW, ENROLLMENT_REQUIRED, PLACEMENT_RAW, PLACEMENT_REQUIRED
 from transforms.ingest.readers import AliasTable, read_submission
 from transforms.config import get_paths
-from transforms.vocabulary import ROUND_RE, TERM_RE
+from transforms.vocabulary import CODE_RE, ROUND_RE, TERM_RE
 
 VERDICT_TEXT = {
     checks.ACCEPTED: ("ACCEPTED: the file would be loaded.", "CHẤP NHẬN: tệp sẽ được nạp."),

@@ -53,10 +53,24 @@ from typing import Any
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
-import great_expectations as gx  # noqa: E402
 import pandas as pd  # noqa: E402
-from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
-from great_expectations.expectations.row_conditions import Column  # noqa: E402
+
+from transforms import vocabulary  # noqa: E402
+
+# GX itself (about 3 s to import) is loaded by the first suite or validation that needs it, so that
+# a run with nothing new, or a stage that only reads the rule table, never pays for it.
+_GX: list = []
+
+
+def _gx():
+    """great_expectations and its row-condition `Column`, imported once, quietly."""
+    if not _GX:
+        import great_expectations as gx
+        from great_expectations.expectations.row_conditions import Column
+
+        quiet_gx_logging()
+        _GX.extend((gx, Column))
+    return _GX[0], _GX[1]
 
 
 
@@ -68,19 +82,18 @@ def quiet_gx_logging() -> None:
             logger.setLevel(logging.WARNING)
 
 
-quiet_gx_logging()
-
 ERROR, WARNING = "error", "warning"
 ROW, FILE, LOAD, REFERENCE = "row", "file", "load", "reference"
-GENDERS = ("F", "M", "X")
-DEGREE_YEARS = {"bachelor": 4, "engineer": 5, "master": 2, "doctor": 4}
+# The programme's words come from transforms/vocabulary.py; sorted here, as the suites list them.
+GENDERS = tuple(sorted(vocabulary.GENDERS))
+DEGREE_YEARS = vocabulary.NORMAL_YEARS
 # MOET major codes: the first digit is the level (7 university, 8 master, 9 doctor).
 DEGREE_CODE_LEVEL = (("bachelor", "7"), ("engineer", "7"), ("master", "8"), ("doctor", "9"))
-STATUSES = ("dropped_out", "graduated", "on_leave", "studying", "transferred")
-ACTIVE_STATUSES = ("on_leave", "studying")
-EXIT_STATUSES = ("dropped_out", "transferred")
-TRACKS = frozenset({"design", "fabrication", "packaging_testing", "equipment"})
-OUTCOMES = ("completed", "withdrew")
+STATUSES = tuple(sorted(vocabulary.STATUSES))
+ACTIVE_STATUSES = vocabulary.ACTIVE_STATUSES
+EXIT_STATUSES = vocabulary.EXIT_STATUSES
+TRACKS = frozenset(vocabulary.TRACKS)
+OUTCOMES = vocabulary.PLACEMENT_OUTCOMES
 JOB_ANSWERS = ("no", "yes")
 
 ENROLLMENT_COLUMNS = (
@@ -89,10 +102,11 @@ ENROLLMENT_COLUMNS = (
     "birth_year", "term_year", "degree_years", "years_since_intake", "study_year_limit",
     "max_study_years", "age_at_term", "degree_code_level",
     "prev_term", "prev_status", "prev_study_year", "prev_intake_year",
+    "student_id_problem", "national_id_problem", "cell_error",
 )
 PLACEMENT_COLUMNS = (
     "row_id", "file_id", "round", "line", "university_code", "student_key", "host_code",
-    "track", "outcome", "semiconductor_job",
+    "track", "outcome", "semiconductor_job", "student_id_problem", "cell_error",
 )
 # Derived enrollment columns: computed here when ingest did not provide them, so the
 # definition lives in one place.
@@ -105,7 +119,11 @@ DERIVED_COLUMNS = {
 }
 # History columns: null (history unknown) when the caller did not add them.
 OPTIONAL_COLUMNS = {"prev_term": "string", "prev_status": "string", "prev_study_year": "Int64",
-                    "prev_intake_year": "Int64"}
+                    "prev_intake_year": "Int64",
+                    # why an id could not be hashed (transforms/ingest/pseudonym.py); null when it could
+                    "student_id_problem": "string", "national_id_problem": "string",
+                    # the fields whose spreadsheet cell held an error (#DIV/0!, #N/A), from the reader
+                    "cell_error": "string"}
 
 # File-level tolerances (docs/CONTRACT_RULES.md explains each choice).
 ROWS_DROP_MIN_RATIO = 0.70  # fewer than 70% of the previous accepted term's rows: warning
@@ -140,6 +158,9 @@ RULES: dict[str, Rule] = {r.rule_id: r for r in (
     _R("ENR.university_code.registry", ERROR, "university_code", "University code is not in the university registry.", "Mã trường không có trong danh mục các trường."),
     _R("ENR.term.format", ERROR, "term", "Term must look like 2024-1 (start year, then semester 1 or 2).", "Học kỳ phải có dạng 2024-1 (năm bắt đầu, rồi học kỳ 1 hoặc 2)."),
     _R("ENR.student_key.present", ERROR, "student_key", "Student number is missing.", "Thiếu mã số sinh viên."),
+    _R("ENR.cell.error", ERROR, "cell_error", "A cell of this row holds a spreadsheet error (such as #DIV/0!, #N/A or #REF!) instead of a value; fix the formula or type the value.", "Một ô của dòng này chứa lỗi bảng tính (như #DIV/0!, #N/A hoặc #REF!) thay vì giá trị; hãy sửa công thức hoặc nhập giá trị."),
+    _R("ENR.student_id.unreadable", ERROR, "student_id", "The student number cannot be matched to a student: it contains a letter from another alphabet that looks like a Latin one (e.g. Cyrillic 'В' for 'B'), or it has no digit or is shaped like a name, a date or an email (a value from another column); check the column and retype it.", "Mã số sinh viên không đối chiếu được với sinh viên: chứa chữ cái của bảng chữ cái khác trông giống chữ Latinh (ví dụ chữ 'В' Kirin thay cho 'B'), hoặc không có chữ số hay có dạng họ tên, ngày tháng, email (giá trị của cột khác); hãy kiểm tra cột và gõ lại."),
+    _R("ENR.national_id.unreadable", ERROR, "national_id", "The national id is not 12 digits (CCCD) or 9 digits (CMND): it holds letters or other characters (a letter that looks like a digit or comes from another alphabet, a name, a date or a phone number in the wrong column), has another number of digits, or Excel wrote it in scientific notation and lost digits; check the column and send the id as text.", "Số CCCD/CMND không phải 12 chữ số (CCCD) hoặc 9 chữ số (CMND): có chữ cái hoặc ký tự khác (chữ cái trông giống chữ số hoặc thuộc bảng chữ cái khác, họ tên, ngày tháng hay số điện thoại nằm nhầm cột), có số chữ số khác, hoặc Excel ghi dưới dạng số mũ và làm mất chữ số; hãy kiểm tra cột và gửi số dưới dạng văn bản."),
     _R("ENR.student_key.unique", ERROR, "student_key", "The same student appears more than once in this submission.", "Một sinh viên xuất hiện nhiều lần trong cùng một tệp nộp."),
     _R("ENR.gender.present", ERROR, "gender", "Gender is missing or not recognised (use Nam/Nữ, Male/Female or M/F/X).", "Thiếu giới tính hoặc không nhận dạng được (dùng Nam/Nữ, Male/Female hoặc M/F/X)."),
     _R("ENR.gender.recognised", ERROR, "gender", "Gender must be M, F or X.", "Giới tính phải là M, F hoặc X."),
@@ -183,6 +204,8 @@ RULES: dict[str, Rule] = {r.rule_id: r for r in (
     _R("PLC.university_code.present", ERROR, "university_code", "University code is missing.", "Thiếu mã trường."),
     _R("PLC.university_code.registry", ERROR, "university_code", "University code is not in the university registry.", "Mã trường không có trong danh mục các trường."),
     _R("PLC.student_key.present", ERROR, "student_key", "Student number is missing.", "Thiếu mã số sinh viên."),
+    _R("PLC.cell.error", ERROR, "cell_error", "A cell of this row holds a spreadsheet error (such as #DIV/0!, #N/A or #REF!) instead of a value; fix the formula or type the value.", "Một ô của dòng này chứa lỗi bảng tính (như #DIV/0!, #N/A hoặc #REF!) thay vì giá trị; hãy sửa công thức hoặc nhập giá trị."),
+    _R("PLC.student_id.unreadable", ERROR, "student_id", "The student number cannot be matched to a student: it contains a letter from another alphabet that looks like a Latin one (e.g. Cyrillic 'В' for 'B'), or it has no digit or is shaped like a name, a date or an email (a value from another column); check the column and retype it.", "Mã số sinh viên không đối chiếu được với sinh viên: chứa chữ cái của bảng chữ cái khác trông giống chữ Latinh (ví dụ chữ 'В' Kirin thay cho 'B'), hoặc không có chữ số hay có dạng họ tên, ngày tháng, email (giá trị của cột khác); hãy kiểm tra cột và gõ lại."),
     _R("PLC.student.once_per_round", ERROR, "student_key", "The same student is placed more than once in this round.", "Một sinh viên được xếp thực tập nhiều lần trong cùng một đợt."),
     _R("PLC.host_code.present", ERROR, "host_code", "Host company code is missing.", "Thiếu mã doanh nghiệp tiếp nhận."),
     _R("PLC.host_code.registry", ERROR, "host_code", "Host company is not in the list of Korean hosts.", "Doanh nghiệp tiếp nhận không có trong danh sách doanh nghiệp Hàn Quốc."),
@@ -269,18 +292,25 @@ def _expect(rule_id: str, cls: type, **kwargs: Any):
 
 
 def _suite(name: str, columns: tuple[str, ...], expectations: list) -> gx.ExpectationSuite:
+    gx, _ = _gx()
     return gx.ExpectationSuite(name=name, expectations=expectations,
                                meta={"required_columns": list(columns)})
 
 
 def build_enrollment_suite(ref: ContractReference) -> gx.ExpectationSuite:
+    gx, Column = _gx()
     E = gx.expectations
     present = [(f"ENR.{c}.present", c) for c in
                ("student_key", "gender", "programme_code", "degree_level", "intake_year",
                 "study_year", "status")]
     catalogue = sorted(ref.programme_codes)
+    # A student number that could not be hashed is ENR.student_id.unreadable's, not a missing one.
+    readable = {"student_key": {"row_condition": Column("student_id_problem").is_null()}}
     return _suite("enrollment", ENROLLMENT_COLUMNS, [
-        *(_expect(rid, E.ExpectColumnValuesToNotBeNull, column=c) for rid, c in present),
+        *(_expect(rid, E.ExpectColumnValuesToNotBeNull, column=c, **readable.get(c, {})) for rid, c in present),
+        _expect("ENR.student_id.unreadable", E.ExpectColumnValuesToBeNull, column="student_id_problem"),
+        _expect("ENR.national_id.unreadable", E.ExpectColumnValuesToBeNull, column="national_id_problem"),
+        _expect("ENR.cell.error", E.ExpectColumnValuesToBeNull, column="cell_error"),
         _expect("ENR.university_code.registry", E.ExpectColumnValuesToBeInSet, column="university_code", value_set=sorted(ref.university_codes)),
         _expect("ENR.term.format", E.ExpectColumnValuesToMatchRegex, column="term", regex=r"^\d{4}-[12]$"),
         # All copies are flagged (GX uses duplicated(keep=False)); rows without a key are
@@ -316,6 +346,7 @@ def build_enrollment_suite(ref: ContractReference) -> gx.ExpectationSuite:
 
 
 def build_placement_suite(ref: ContractReference) -> gx.ExpectationSuite:
+    gx, Column = _gx()
     E = gx.expectations
     present = [(f"PLC.{c}.present", c) for c in ("round", "university_code", "host_code", "track", "outcome")]
     return _suite("placement", PLACEMENT_COLUMNS, [
@@ -323,7 +354,9 @@ def build_placement_suite(ref: ContractReference) -> gx.ExpectationSuite:
         # A student number is pseudonymised with its university's code: without the code there
         # is no key, and that row is PLC.university_code.present's, not a missing student number.
         _expect("PLC.student_key.present", E.ExpectColumnValuesToNotBeNull, column="student_key",
-                row_condition=Column("university_code").is_not_null(), context=["university_code"]),
+                row_condition=Column("university_code").is_not_null() & Column("student_id_problem").is_null(), context=["university_code"]),
+        _expect("PLC.student_id.unreadable", E.ExpectColumnValuesToBeNull, column="student_id_problem"),
+        _expect("PLC.cell.error", E.ExpectColumnValuesToBeNull, column="cell_error"),
         _expect("PLC.round.format", E.ExpectColumnValuesToMatchRegex, column="round", regex=r"^\d{4}H[12]$"),
         _expect("PLC.university_code.registry", E.ExpectColumnValuesToBeInSet, column="university_code", value_set=sorted(ref.university_codes)),
         _expect("PLC.student.once_per_round", E.ExpectCompoundColumnsToBeUnique, column_list=["file_id", "round", "university_code", "student_key"], ignore_row_if="any_value_is_missing"),
@@ -347,6 +380,7 @@ PLACEMENT_SUMMARY_COLUMNS = ("file_id", "university_code", "term", "rows", "erro
 
 
 def build_enrollment_summary_suite() -> gx.ExpectationSuite:
+    gx, Column = _gx()
     E = gx.expectations
     return _suite("enrollment_submission", ENROLLMENT_SUMMARY_COLUMNS, [
         _expect("ENR.file.has_rows", E.ExpectColumnValuesToBeBetween, column="rows", min_value=1),
@@ -362,6 +396,7 @@ def build_enrollment_summary_suite() -> gx.ExpectationSuite:
 
 
 def build_placement_summary_suite() -> gx.ExpectationSuite:
+    gx, Column = _gx()
     E = gx.expectations
     return _suite("placement_submission", PLACEMENT_SUMMARY_COLUMNS, [
         _expect("PLC.file.has_rows", E.ExpectColumnValuesToBeBetween, column="rows", min_value=1),
@@ -374,6 +409,7 @@ def build_placement_summary_suite() -> gx.ExpectationSuite:
 # the CSV, header = 1) as key.  Columns prefixed `_` are derived by reference_checks.prepare().
 def build_reference_suites(host_codes: list[str], host_tracks: list[str]) -> dict[str, gx.ExpectationSuite]:
     """``host_codes`` and ``host_tracks`` ("KR-NNFC|fabrication") come from hosts.csv itself."""
+    gx, Column = _gx()
     E = gx.expectations
     track_re = "|".join(sorted(TRACKS))
     return {
@@ -433,6 +469,8 @@ _BATCH_DEFINITION: list = []
 def quiet_context(context):
     """Progress bars off: Validator._determine_progress_bars() reads this; without it every run
     draws tqdm "Calculating Metrics" bars on stderr."""
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     quiet_gx_logging()
     return context
@@ -440,6 +478,7 @@ def quiet_context(context):
 
 def _batch_definition():
     if not _BATCH_DEFINITION:
+        gx, _ = _gx()
         context = quiet_context(gx.get_context(mode="ephemeral"))
         asset = context.data_sources.add_pandas("lab2fab").add_dataframe_asset("frame")
         _BATCH_DEFINITION.append(asset.add_batch_definition_whole_dataframe("whole"))

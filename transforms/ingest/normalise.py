@@ -17,9 +17,14 @@ Value rules (docs/DATA_CONTRACT.md):
   `data/reference/cohort_conventions.csv`; anything else stays null (rule ENR.intake_year.present);
 * GPA: decimal point or comma; a file whose GPAs are mostly above 4 uses the 10-point scale and
   is converted to 4 (x 0.4); `8.2/10` or `3.1/4` says its own scale;
-* student number: trimmed, upper case, inner spaces removed, Excel's `.0` dropped;
-* national id: digits only; 10 or 11 digits written as a number (Excel drops leading zeros of a
-  12-digit CCCD) are padded back to 12.
+* student number and national id: canonicalised before hashing, the same for every format
+  (transforms/ingest/pseudonym.py: NFKC, invisible characters out, ASCII digits, upper case, the
+  leading-zero rule); an id with a look-alike letter from another script is not hashed and its
+  row is quarantined (`*_problem` columns, rules ENR/PLC.student_id.unreadable, ENR.national_id.unreadable).
+
+Every text kept from a cell past this step (programme and host codes, the raw_* values kept for
+quarantine) is screened by content (transforms/contract/privacy.py): a national id, name or
+birth date under any header is masked before validation sees it.
 """
 from __future__ import annotations
 
@@ -30,11 +35,12 @@ from typing import Callable
 
 import pandas as pd
 
-from transforms.ingest.pseudonym import pseudonymise_list
+from transforms.contract.privacy import mask_values
+from transforms.ingest.pseudonym import canonical_national_id, canonical_student_number, pseudonymise_list
 from transforms.ingest.readers import AliasLookup, header_key
-from transforms.vocabulary import parse_term
+from transforms.vocabulary import NORMAL_YEARS, parse_term
 
-DEGREE_YEARS = {"bachelor": 4, "engineer": 5, "master": 2, "doctor": 4}
+DEGREE_YEARS = NORMAL_YEARS
 ENROLLMENT_REQUIRED = {"student_id", "national_id", "gender", "programme_code", "degree_level",
                        "intake_year", "study_year", "status"}
 PLACEMENT_REQUIRED = {"round", "university_code", "student_id", "host_code", "track", "outcome"}
@@ -139,18 +145,17 @@ def birth_year(value: str) -> int | None:
 
 
 def student_number(value: str) -> str | None:
-    s = "".join(value.split()).upper()
-    m = _DOT_ZERO.fullmatch(s)
-    return (m.group(1) if m else s) or None
+    return canonical_student_number(value)[0]
 
 
 def national_number(value: str) -> str | None:
-    m = _DOT_ZERO.fullmatch(value.strip())
-    s = m.group(1) if m else value
-    digits = re.sub(r"\D", "", s)
-    if 10 <= len(digits) <= 11 and re.fullmatch(r"\d+", s.strip()):
-        digits = digits.zfill(12)  # a 12-digit CCCD written as a number lost its leading zeros
-    return digits or None
+    return canonical_national_id(value)[0]
+
+
+def _ids(values: list, canonical: Callable) -> tuple[list, list]:
+    """Canonical ids (None where missing or not hashable) and why one is not hashable (else None)."""
+    pairs = _per_value(values, canonical)
+    return [p[0] if p else None for p in pairs], [p[1] if p else None for p in pairs]
 
 
 def programme_code(value: str) -> str | None:
@@ -243,16 +248,17 @@ def normalise_enrollment(raw: pd.DataFrame, *, key: bytes, values: ValueAliases,
     intake = _per_value(col["intake_year"], lambda v: intake_year(v, university_code, conventions))
     degree = code("degree_level")
     degree_years = [DEGREE_YEARS.get(d) for d in _values(degree)]
+    student_ids, student_problems = _ids(col["student_id"], canonical_student_number)
+    national_ids, national_problems = _ids(col["national_id"], canonical_national_id)
     out = pd.DataFrame({
         "file_id": file_id,
         "university_code": university_code,
         "term": term,
         "line": pd.array(raw["line"].to_numpy(), dtype="Int64"),
-        "student_key": _text(pseudonymise_list(key, _per_value(col["student_id"], student_number), university_code),
-                             idx),
-        "person_key": _text(pseudonymise_list(key, _per_value(col["national_id"], national_number)), idx),
+        "student_key": _text(pseudonymise_list(key, student_ids, university_code), idx),
+        "person_key": _text(pseudonymise_list(key, national_ids), idx),
         "gender": code("gender"),
-        "programme_code": _text(_per_value(col["programme_code"], programme_code), idx),
+        "programme_code": _text(_per_value(mask_values(col["programme_code"]), programme_code), idx),
         "degree_level": degree,
         "intake_year": _int(intake, idx),
         "study_year": _int(_per_value(col["study_year"], study_year), idx),
@@ -262,7 +268,9 @@ def normalise_enrollment(raw: pd.DataFrame, *, key: bytes, values: ValueAliases,
         "term_year": _int([term_year] * len(raw), idx),
         "degree_years": _int(degree_years, idx),
         "years_since_intake": _int([None if y is None else term_year - y + 1 for y in intake], idx),
-        **{f"raw_{c}": _text(col[c], idx) for c in ENROLLMENT_RAW},
+        "student_id_problem": _text(student_problems, idx),
+        "national_id_problem": _text(national_problems, idx),
+        **{f"raw_{c}": _text(mask_values(col[c]), idx) for c in ENROLLMENT_RAW},
     }, index=idx)
     return out
 
@@ -276,19 +284,20 @@ def normalise_placements(raw: pd.DataFrame, *, key: bytes, values: ValueAliases,
     # gets no student key: its university_code stays null, and the contract quarantines that row
     # (PLC.university_code.present); the rest of the file is loaded.
     university_codes = _per_value(col["university_code"], upper)
-    universities = _text(university_codes, idx)
+    universities = _text(_per_value(mask_values(col["university_code"]), upper), idx)
+    student_ids, student_problems = _ids(col["student_id"], canonical_student_number)
     out = pd.DataFrame({
         "file_id": file_id,
         "line": pd.array(raw["line"].to_numpy(), dtype="Int64"),
-        "round": _text([v.upper() if v else round_ for v in col["round"]], idx),
+        "round": _text([v.upper() if v else round_ for v in mask_values(col["round"])], idx),
         "university_code": universities,
-        "student_key": _text(pseudonymise_list(key, _per_value(col["student_id"], student_number), university_codes),
-                             idx),
-        "host_code": _text(_per_value(col["host_code"], upper), idx),
-        "track": _text(_per_value(col["track"], lambda v: v.lower()), idx),
+        "student_key": _text(pseudonymise_list(key, student_ids, university_codes), idx),
+        "host_code": _text(_per_value(mask_values(col["host_code"]), upper), idx),
+        "track": _text(_per_value(mask_values(col["track"]), lambda v: v.lower()), idx),
         "outcome": _text(_per_value(col["outcome"], lambda v: values.code("outcome", v)), idx),
         "semiconductor_job": _text(_per_value(col["semiconductor_job"], lambda v: values.code("semiconductor_job", v)),
                                    idx),
-        **{f"raw_{c}": _text(col[c], idx) for c in PLACEMENT_RAW},
+        "student_id_problem": _text(student_problems, idx),
+        **{f"raw_{c}": _text(mask_values(col[c]), idx) for c in PLACEMENT_RAW},
     }, index=idx)
     return out

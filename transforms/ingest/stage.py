@@ -19,10 +19,11 @@ from typing import Callable
 import pandas as pd
 
 from transforms.contract import suites as contract
-from transforms.ingest.landing import LandedFile, sha256_of
+from transforms.ingest.landing import LandedFile, LandedFileRefused, content_key, hash_landed, read_landed
 from transforms.ingest.normalise import (ENROLLMENT_REQUIRED, ENROLLMENT_RAW, PLACEMENT_RAW, PLACEMENT_REQUIRED,
                                   ValueAliases, normalise_enrollment, normalise_placements)
-from transforms.ingest.readers import AliasTable, SubmissionRejected, read_submission
+from transforms.ingest import readers
+from transforms.ingest.readers import AliasTable, SubmissionRejected, parse_submission
 from transforms.warehouse.db import AccountingError
 from transforms.warehouse.db import forget_periods as forget
 from transforms.warehouse.db import set_state
@@ -52,6 +53,14 @@ class Submission:
     rows_read: int = 0
     staged: Path | None = None
 
+    def __post_init__(self) -> None:
+        # A reason may quote header titles or cells, and extra columns are header titles: both are
+        # screened by content (a name or an id pulled into a header band) before they are kept.
+        from transforms.contract.privacy import mask_text, mask_values
+
+        self.reason = mask_text(self.reason)
+        self.extra_columns = mask_values(list(self.extra_columns))
+
     @property
     def file_id(self) -> str:
         return self.landed.file_id
@@ -59,37 +68,41 @@ class Submission:
 
 @dataclass(frozen=True)
 class KnownFiles:
-    """What the manifest already holds: by path (size, mtime, sha256) and by content."""
+    """What the manifest already holds: by path (size, mtime, sha256) and by content in its folder."""
 
     by_path: dict[str, tuple[int, float, str]]
-    by_sha: dict[str, tuple[str, str]]  # sha256 -> (path, status)
+    by_sha: dict[str, tuple[str, str]]  # landing.content_key (folder and sha256) -> (path, status)
 
     @classmethod
     def from_warehouse(cls, con, exclude_periods: set[str] | None = None) -> "KnownFiles":
         """The manifest; a backfill leaves out the periods it takes again (`exclude_periods`)."""
-        rows = con.execute("""SELECT path, size_bytes, mtime, sha256, status, coalesce(term, round) AS period
+        rows = con.execute("""SELECT path, size_bytes, mtime, sha256, status, coalesce(term, round) AS period,
+                                     dataset, university_code
                               FROM ops.manifest ORDER BY ingested_at, path""").fetchall()
         rows = [r for r in rows if not exclude_periods or r[5] not in exclude_periods]
-        return cls({p: (s, m, h) for p, s, m, h, _, _ in rows},
-                   {h: (p, st) for p, _, _, h, st, _ in rows if h})
+        by_content: dict[str, tuple[str, str]] = {}
+        for p, _, _, h, st, period, dataset, code in rows:
+            if h:
+                by_content.setdefault(content_key(dataset, code, period, h), (p, st))
+        return cls({p: (s, m, h) for p, s, m, h, *_ in rows}, by_content)
 
 
 def group_by_period(files: list[LandedFile], known: KnownFiles) -> list[tuple[str, list[LandedFile], KnownFiles]]:
     """Split new files by term or round so that periods can be staged in parallel.
 
-    Content sent twice is still recognised across groups: a later copy's group is told about
-    the first copy (in submission order), exactly as if the files were staged one by one.
+    Content sent twice to the same folder is still recognised across groups: a later copy's group
+    is told about the first copy (in submission order), exactly as if the files were staged one by one.
     """
     groups: dict[str, list[LandedFile]] = {}
     first: dict[str, LandedFile] = {}
     for f in files:
         groups.setdefault(f"{f.dataset} {f.period or 'unplaced'}", []).append(f)
-        if f.sha256 and f.sha256 not in first:
-            first[f.sha256] = f
+        if f.content_key and f.content_key not in first:
+            first[f.content_key] = f
     out = []
     for label, members in groups.items():
-        earlier = {f.sha256: (first[f.sha256].relpath, "received") for f in members
-                   if f.sha256 and first[f.sha256] not in members and f.sha256 not in known.by_sha}
+        earlier = {f.content_key: (first[f.content_key].relpath, "received") for f in members
+                   if f.content_key and first[f.content_key] not in members and f.content_key not in known.by_sha}
         out.append((label, members, KnownFiles(known.by_path, {**known.by_sha, **earlier})))
     return out
 
@@ -103,16 +116,23 @@ def new_files(landed: list[LandedFile], known: KnownFiles) -> list[LandedFile]:
     out = []
     for f in landed:
         seen = known.by_path.get(f.relpath)
-        if seen and seen[0] == f.size and seen[1] == f.mtime:
+        unchanged = bool(seen) and seen[0] == f.size and seen[1] == f.mtime
+        # A file refused before it was read (no sha256; say its term had not begun yet) is taken
+        # once the scan stops refusing it, if it can be read now.
+        if unchanged and (seen[2] or f.problem):
             continue
         if f.problem is None:
             try:
-                f.sha256 = sha256_of(f.path)
+                f.sha256 = hash_landed(f)
+            except LandedFileRefused as e:
+                f.problem = e.reason.removeprefix(f"{f.relpath}: ")
             except OSError as e:
                 f.problem = (f"the file could not be read to compute its checksum ({e.__class__.__name__}: "
                              f"{e.strerror or e}); if it is still being uploaded, the next run reads it")
             if seen and f.sha256 and seen[2] == f.sha256:
                 continue  # same content at the same path, only touched
+            if unchanged and f.sha256 is None:
+                continue  # still unreadable, and already recorded as such
         out.append(f)
     return out
 
@@ -149,27 +169,41 @@ def _stage_one(f: LandedFile, seen_sha: dict, work_dir: Path, key: bytes, aliase
 
     if f.problem:
         return Submission(f, "rejected", f"{f.relpath}: {f.problem}")
-    if f.sha256 in seen_sha:
-        path, status = seen_sha[f.sha256]
+    # A duplicate is the same content in the same university's folder for the same term (or round);
+    # the same bytes in another university's folder are its own submission (feedback warns of it).
+    if f.content_key in seen_sha:
+        path, status = seen_sha[f.content_key]
         return Submission(f, "duplicate", f"same content (sha256 {f.sha256[:12]}…) as {path}, already {status}; skipped")
-    seen_sha[f.sha256] = (f.relpath, "received")
+    seen_sha[f.content_key] = (f.relpath, "received")
     required = ENROLLMENT_REQUIRED if f.dataset == "enrollment" else PLACEMENT_REQUIRED
     sheet = settings.sheet_for(f.university_code) if settings is not None else None
     try:
-        raw = read_submission(f.path, aliases, required, name=f.relpath, sheet=sheet, expected_sha256=f.sha256)
+        # Opened inside the landing zone, component by component, as the file the scan listed.
+        data = read_landed(f, readers.MAX_FILE_BYTES)
+        raw = parse_submission(data, f.path.suffix, aliases, required, name=f.relpath, sheet=sheet)
         if f.dataset == "enrollment":
             frame = normalise_enrollment(raw.frame, key=key, values=values, file_id=f.file_id,
                                          university_code=f.university_code, term=f.term,
                                          conventions=cohorts or NO_CONVENTIONS)
         else:
             frame = normalise_placements(raw.frame, key=key, values=values, file_id=f.file_id, round_=f.round)
+        # Error cells (#DIV/0!, #N/A) stay errors: the contract quarantines their rows (ENR/PLC.cell.error).
+        frame["cell_error"] = pd.array(raw.cell_errors or [None] * len(frame), dtype="string")
     except SubmissionRejected as e:
         return Submission(f, "rejected", e.reason, e.format, e.encoding)
+    except LandedFileRefused as e:
+        return Submission(f, "rejected", e.reason)
     except OSError as e:
         return Submission(f, "rejected", f"{f.relpath}: could not be read ({e.__class__.__name__}: {e.strerror or e}); "
                                          "send it again")
     except Exception as e:  # a reader defect must not stop the other universities' files
-        logging.getLogger(__name__).exception("unexpected error reading %s", f.relpath)
+        # The traceback's messages may quote a cell: logged screened (no log line carries a cell value).
+        import traceback
+
+        from transforms.contract.privacy import mask_text
+
+        logging.getLogger(__name__).error("unexpected error reading %s: %s", f.relpath,
+                                          mask_text("".join(traceback.format_exception(e))))
         return Submission(f, "rejected", f"{f.relpath}: could not be read because of an internal error "
                                          f"({e.__class__.__name__}), logged for the data team; no action is needed "
                                          "from the office")
@@ -390,10 +424,46 @@ def _load(con, submissions, work_dir: Path, run_id: str) -> dict[str, int]:
                reason = 'every one of the ' || rows_read || ' rows was quarantined; see ops.quarantine'
         WHERE run_id = ? AND status = 'staged' AND rows_loaded = 0""", [run_id])
     con.execute("UPDATE ops.manifest SET status = 'loaded' WHERE run_id = ? AND status = 'staged'", [run_id])
+    _warn_shared_content(con, run_id)
     _supersede(con)
     return dict(zip(["files", "rows_read", "rows_loaded", "rows_quarantined"], con.execute("""
         SELECT count(*), coalesce(sum(rows_read), 0), coalesce(sum(rows_loaded), 0), coalesce(sum(rows_quarantined), 0)
         FROM ops.manifest WHERE run_id = ?""", [run_id]).fetchone()))
+
+
+def _warn_shared_content(con, run_id: str) -> None:
+    """A loaded file of this run byte-identical to a file received before it in another folder stays
+    its own submission (the folder decides whose rows they are), with a file-level warning the office
+    sees in its feedback and may accept through the overrides file: ING.file.matches_other_university
+    (another university's folder) or ING.file.matches_other_period (the same university, another term
+    or round). Only the later copy is warned (received later, or in this run against an earlier run's
+    file), so a rebuild that takes everything in one run warns the same files. `observed` never names
+    another university's file, since it goes back to this university; the programme office finds that
+    file in ops.manifest by the same sha256."""
+    con.execute("""
+        INSERT INTO ops.validation_results BY NAME
+        WITH pairs AS (
+            SELECT m.file_id, m.dataset, m.university_code, coalesce(m.term, m.round) AS period, m.rows_read,
+                   o.university_code IS DISTINCT FROM m.university_code AS other_university,
+                   o.university_code AS other_code, coalesce(o.term, o.round) AS other_period
+            FROM ops.manifest m
+            JOIN ops.manifest o ON o.sha256 = m.sha256 AND o.dataset = m.dataset AND o.file_id <> m.file_id
+             AND (o.university_code IS DISTINCT FROM m.university_code
+                  OR coalesce(o.term, o.round) IS DISTINCT FROM coalesce(m.term, m.round))
+             AND (o.run_id <> m.run_id OR (o.mtime, o.path) < (m.mtime, m.path))
+            WHERE m.run_id = ? AND m.status = 'loaded'
+        )
+        SELECT ? AS run_id, dataset, file_id, university_code, period AS term,
+               CASE WHEN other_university THEN 'ING.file.matches_other_university'
+                    ELSE 'ING.file.matches_other_period' END AS rule_id,
+               'warning' AS severity, false AS success, any_value(rows_read) AS rows_checked, 0 AS rows_failing,
+               CASE WHEN other_university
+                    THEN 'identical to the file of ' || count(DISTINCT other_code) || ' other universit'
+                         || CASE WHEN count(DISTINCT other_code) = 1 THEN 'y' ELSE 'ies' END
+                    ELSE 'identical to this university''s file for ' || string_agg(DISTINCT other_period, ', ' ORDER BY other_period)
+               END AS observed,
+               'file' AS scope, false AS accepted_override
+        FROM pairs GROUP BY dataset, file_id, university_code, period, other_university""", [run_id, run_id])
 
 
 def _supersede(con) -> None:

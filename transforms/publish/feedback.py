@@ -17,23 +17,28 @@ exact duplicates do not count as attempts):
 
 Reasons that come from reading the file rather than from the data contract get `ING.*` rule ids
 (see `INGEST_RULES`). Every text value that would start a spreadsheet formula (`= + - @`, tab,
-carriage return) is prefixed with a single quote in all three files: the values are the
-offices' own cells and file names, and these files go back to the offices.
+carriage return) is prefixed with a single quote in all three files (transforms/publish/safe_csv.py):
+the values are the offices' own cells and file names, and these files go back to the offices.
+Values quoted from the office's cells (observed, row as sent, extra column names, reasons) are
+screened for personal data by content (transforms/contract/privacy.py) — the line, field and rule
+still say where to look — and the Markdown escapes them, so no cell becomes HTML or a link.
 """
 from __future__ import annotations
 
-import csv
-import io
+import html
 import json
 import os
 import re
 from pathlib import Path
 
-CODE_RE = re.compile(r"^[A-Z0-9]{2,12}$")
-TERM_RE = re.compile(r"^\d{4}-[12]$")
+from transforms.contract.privacy import mask_json, mask_text, mask_values
+from transforms.publish import safe_csv
+from transforms.publish.safe_csv import FORMULA_START, neutralise  # noqa: F401  (neutralise: one definition)
+
+from transforms.vocabulary import CODE_RE, TERM_RE
+
 NO_TERM = "unknown-term"  # files of a university that were not in a term folder
 MD_EXAMPLES = 20  # row issues shown per rule in the Markdown file (all are in the JSON and CSV)
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 STATUS_TEXT = {
     "accepted": ("Accepted", "Đã chấp nhận"),
@@ -62,41 +67,59 @@ INGEST_RULES: list[tuple[str, str, str, str]] = [
      "Tệp tạm hoặc tệp ẩn, không phải tệp nộp."),
     ("ING.file.name", r"file name ", "The file name is not allowed; rename the file and send it again.",
      "Tên tệp không hợp lệ; hãy đổi tên tệp và gửi lại."),
+    ("ING.file.term_future", r"is a term after the current term",
+     "The file is in the folder of a term that has not begun yet; it was not read. Put it in the folder of the term it describes.",
+     "Tệp nằm trong thư mục của một học kỳ chưa bắt đầu nên không được đọc. Hãy đặt tệp vào thư mục của học kỳ mà tệp mô tả."),
+    ("ING.file.term_range", r"outside the collection's terms",
+     "The file is in the folder of a term the collection does not take; it was not read.",
+     "Tệp nằm trong thư mục của một học kỳ ngoài phạm vi thu thập nên không được đọc."),
     ("ING.file.location", r"not in an? \w+/|is not a university registry code|is not a term like|is not a round like",
      "The file is not in the folder of a university and term.", "Tệp không nằm trong thư mục của một trường và học kỳ."),
     ("ING.file.unavailable", r"disappeared while|could not be listed|could not be examined|could not be read|changed while",
      "The file could not be read when it was processed; it will be read again.",
      "Không đọc được tệp khi xử lý; hệ thống sẽ đọc lại."),
-    ("ING.file.size", r"over the \d+-byte limit|exceed the limit|more than \d+ rows|unpacks to|parts, over|merged cells",
+    ("ING.file.size", r"over the \d+-byte limit|exceed the limit|more than \d+ rows|unpacks to|parts, over|merged cells|merged ranges",
      "The file is too large; split it and send the parts.", "Tệp quá lớn; hãy tách tệp và gửi từng phần."),
     ("ING.file.unsafe", r"entity declarations|external references", "The workbook contains unsafe XML and was not read.",
      "Tệp Excel chứa XML không an toàn nên không được đọc."),
     ("ING.file.encoding", r"encoding cannot be determined", "The text encoding of the file could not be determined; export it as CSV UTF-8.",
      "Không xác định được bảng mã của tệp; hãy xuất lại dưới dạng CSV UTF-8."),
     ("ING.file.type", r"is not accepted|legacy Excel|spreadsheet saved with|password-protected|the file is empty",
-     "This kind of file is not accepted; send CSV (UTF-8) or Excel (.xlsx).",
-     "Loại tệp này không được chấp nhận; hãy gửi CSV (UTF-8) hoặc Excel (.xlsx)."),
+     "This kind of file is not accepted; send CSV (UTF-8), Excel (.xlsx, .xlsm, .xlsb, .xls) or OpenDocument (.ods).",
+     "Loại tệp này không được chấp nhận; hãy gửi CSV (UTF-8), Excel (.xlsx, .xlsm, .xlsb, .xls) hoặc OpenDocument (.ods)."),
     ("ING.file.sheet", r"has no sheet named|has no worksheet", "The workbook has no sheet to read.",
      "Tệp Excel không có trang tính cần đọc."),
     ("ING.file.header", r"no header row found", "No header row with the expected column names was found.",
      "Không tìm thấy dòng tiêu đề với tên cột như quy định."),
     ("ING.file.columns", r"missing required column", "Required columns are missing.", "Thiếu cột bắt buộc."),
-    ("ING.file.damaged", r"not a valid XLSX|cannot be read as XLSX|not a readable CSV", "The file is damaged or not in the stated format.",
+    ("ING.file.records", r"the quote \(\"\) that opens|would overwrite another|records in the file but",
+     "The rows of the file cannot all be told apart (a quote never closed, a row number written twice, or fewer rows "
+     "read than the file holds), so no row of it was loaded; fix the line the reason names and send the file again.",
+     "Không tách được đầy đủ các dòng của tệp (dấu ngoặc kép không được đóng, số dòng bị ghi hai lần, hoặc số dòng đọc "
+     "được ít hơn số dòng trong tệp) nên không dòng nào được nạp; hãy sửa dòng được nêu rồi gửi lại tệp."),
+    ("ING.file.damaged", r"not a valid |cannot be read as |not a readable CSV", "The file is damaged or not in the stated format.",
      "Tệp bị hỏng hoặc không đúng định dạng."),
 ]
 INGEST_FALLBACK = ("ING.file.rejected", "The file was rejected.", "Tệp bị từ chối.")
 EXTRA_COLUMNS = ("ING.file.extra_columns", "Columns with names the system does not know were kept aside, not loaded.",
                  "Các cột có tên không thuộc danh mục được để riêng, không nạp.")
+# File-level warnings raised while loading (transforms/ingest/stage.py), in ops.validation_results
+# beside the contract's own: (message_en, message_vi, field).
+INGEST_WARNINGS = {
+    "ING.file.matches_other_university": (
+        "This file is byte for byte the same as a file another university sent. It was taken as your own "
+        "submission; check that it holds your university's students and send your own file if not.",
+        "Tệp này giống hệt từng byte với một tệp do trường khác gửi. Tệp được nhận là bài nộp của trường bạn; "
+        "hãy kiểm tra tệp có đúng sinh viên của trường bạn không, nếu không hãy gửi tệp của trường.", None),
+    "ING.file.matches_other_period": (
+        "This file is byte for byte the same as a file your university sent for another term. It was taken "
+        "for this term; check that it is this term's data.",
+        "Tệp này giống hệt từng byte với tệp trường bạn đã gửi cho một học kỳ khác. Tệp được nhận cho học kỳ "
+        "này; hãy kiểm tra đó có đúng là dữ liệu của học kỳ này không.", None),
+}
 NOT_ATTEMPTS = {"ING.file.hidden", "ING.file.unavailable", "ING.file.duplicate"}
 REASON_COLUMNS = ["file", "line", "field", "rule_id", "severity", "message_en", "message_vi", "observed",
                   "original_values"]
-
-
-def neutralise(value):
-    """A text that a spreadsheet would read as a formula, made inert with a leading single quote."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
 
 
 def _neutral(obj):
@@ -142,7 +165,8 @@ def _file_entry(f: dict) -> dict:
         "format": f["format"], "encoding": f["encoding"], "header_line": f["header_line"], "status": f["status"],
         "verdict": f.get("verdict"), "rows_read": f["rows_read"], "rows_loaded": f["rows_loaded"],
         "rows_quarantined": f["rows_quarantined"], "rows_with_warnings": f["rows_with_warnings"],
-        "extra_columns": f["extra_columns"].split("|") if f["extra_columns"] else [], "reason": f["reason"],
+        "extra_columns": mask_values(f["extra_columns"].split("|")) if f["extra_columns"] else [],
+        "reason": mask_text(f["reason"]),
     }
 
 
@@ -197,25 +221,27 @@ def _reasons(latest: dict, messages: dict, file_results: list[dict], row_issues:
     if latest["status"] != "loaded" and latest["reason"]:
         rule_id, en, vi = ingest_rule(latest["reason"])
         out.append({"file": name, "line": None, "field": None, "rule_id": rule_id, "severity": "error",
-                    "message_en": latest["reason"], "message_vi": vi, "observed": None, "original_values": None})
+                    "message_en": mask_text(latest["reason"]), "message_vi": vi, "observed": None,
+                    "original_values": None})
     if latest["extra_columns"]:
         rule_id, en, vi = EXTRA_COLUMNS
+        extra = ", ".join(mask_values(latest["extra_columns"].split("|")))
         out.append({"file": name, "line": latest["header_line"], "field": None, "rule_id": rule_id, "severity": "info",
-                    "message_en": f"{en} Columns: {latest['extra_columns'].replace('|', ', ')}.",
-                    "message_vi": f"{vi} Các cột: {latest['extra_columns'].replace('|', ', ')}.",
-                    "observed": latest["extra_columns"].replace("|", ", "), "original_values": None})
+                    "message_en": f"{en} Columns: {extra}.", "message_vi": f"{vi} Các cột: {extra}.",
+                    "observed": extra, "original_values": None})
     for r in file_results:
         en, vi, _ = messages.get(r["rule_id"], (r["rule_id"], r["rule_id"], None))
         if r["accepted_override"]:
             en, vi = f"{en} (accepted: {r['override_note']})", f"{vi} (đã chấp nhận: {r['override_note']})"
         out.append({"file": name, "line": None, "field": None, "rule_id": r["rule_id"], "severity": r["severity"],
-                    "message_en": en, "message_vi": vi, "observed": r["observed"], "original_values": None})
+                    "message_en": en, "message_vi": vi, "observed": mask_text(r["observed"]), "original_values": None})
     for r in row_issues:
         try:
             original = json.loads(r["original_values"]) if r["original_values"] else None
         except ValueError:
             original = r["original_values"]
-        out.append({"file": name, **{k: r[k] for k in REASON_COLUMNS[1:-1]}, "original_values": original})
+        out.append({"file": name, **{k: r[k] for k in REASON_COLUMNS[1:-1]}, "observed": mask_text(r["observed"]),
+                    "original_values": mask_json(original)})
     return out
 
 
@@ -236,7 +262,7 @@ def build_feedback(con) -> dict[tuple[str, str], dict]:
     terms = {k: _term_status(members) for k, members in groups.items()}
     latest_ids = sorted({latest["file_id"] for _, latest, _ in terms.values()})
     has_results = {"scope", "observed", "accepted_override", "override_note"} <= _columns(con, "ops", "validation_results")
-    messages = _contract_messages() if has_results else {}
+    messages = {**INGEST_WARNINGS, **_contract_messages()} if has_results else {}
     results = _by_file(con, """
         SELECT file_id, rule_id, severity, observed, rows_failing, accepted_override, override_note
         FROM ops.validation_results WHERE file_id IN (SELECT unnest(?)) AND scope = 'file' AND NOT success
@@ -262,17 +288,23 @@ def build_feedback(con) -> dict[tuple[str, str], dict]:
 
 # ---------------------------------------------------------------- rendering
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
 def _md_cell(value) -> str:
+    """A university-supplied string as inert Markdown: HTML escaped (`<script>` stays text), the
+    characters that make emphasis, code, links or table cells backslash-escaped, one line."""
     if value is None:
         return ""
     if not isinstance(value, str):
         value = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
-    return neutralise(value).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    text = html.escape(neutralise(value), quote=False)
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("\r", " ").replace("\n", " ")
 
 
 def render_markdown(doc: dict) -> str:
     lines = [f"# {doc['university_code']} — {doc['term']}: {doc['status_en']} / {doc['status_vi']}", "",
-             doc["summary_en"], "", doc["summary_vi"], "",
+             _md_cell(doc["summary_en"]), "", _md_cell(doc["summary_vi"]), "",
              "## Files received / Các tệp đã nhận", "",
              "| file / tệp | received / ngày nhận | status / trạng thái | rows read / số dòng | loaded / đã nạp | quarantined / cách ly |",
              "|---|---|---|---:|---:|---:|"]
@@ -310,14 +342,12 @@ def render_markdown(doc: dict) -> str:
 
 
 def render_csv(doc: dict) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow(["university_code", "term", "status", *REASON_COLUMNS])
+    rows = [["university_code", "term", "status", *REASON_COLUMNS]]
     for r in doc["reasons"]:
         values = [r[c] for c in REASON_COLUMNS]
         values[-1] = json.dumps(values[-1], ensure_ascii=False) if isinstance(values[-1], (dict, list)) else values[-1]
-        w.writerow([neutralise(v) for v in [doc["university_code"], doc["term"], doc["status"], *values]])
-    return "\ufeff" + buf.getvalue()
+        rows.append([doc["university_code"], doc["term"], doc["status"], *values])
+    return "\ufeff" + safe_csv.to_csv_text(rows, lineterminator="\r\n")
 
 
 def _write(path: Path, text: str) -> None:

@@ -29,17 +29,14 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-from transforms.vocabulary import parse_term, round_index
+from transforms.vocabulary import NORMAL_YEARS, SUBMISSION_STATUSES, TRACKS, parse_term, round_index
+from transforms.warehouse.db import latest_term
 
 LANGUAGES = ("en", "vi")
 SUPPRESSED = ".."
 MIN_COUNT = 10          # counts under this are not published per university or region
 MIN_BASE = 22.5         # HESA: percentages on fewer than 22.5 people are suppressed
 ICT = timedelta(hours=7)  # received_at is stored in UTC; windows close at midnight Vietnam time
-
-TRACKS = ("design", "fabrication", "packaging_testing", "equipment")
-# Normal length per degree level, as in the model (transforms/model/calibrate.py NORMAL_YEARS).
-NORMAL_YEARS = {"bachelor": 4, "engineer": 5, "master": 2, "doctor": 4}
 
 # (en, vi) for every label that comes from data codes.
 TRACK_LABELS = {
@@ -56,7 +53,7 @@ TARGET_LABELS = {
     "master": ("Masters", "Thạc sĩ"),
     "doctor": ("Doctors", "Tiến sĩ"),
 }
-STATUS_ORDER = ("accepted", "accepted_with_issues", "accepted_with_warnings", "late", "rejected", "missing")
+STATUS_ORDER = SUBMISSION_STATUSES
 STATUS_LABELS = {
     "accepted": ("Accepted", "Được chấp nhận"),
     "accepted_with_issues": ("Accepted, some rows quarantined", "Chấp nhận, một số dòng bị cách ly"),
@@ -176,9 +173,12 @@ def headline(con) -> dict:
                                   sum(rows_quarantined) AS rows_quarantined FROM ops.manifest GROUP BY ALL ORDER BY 1""").df()
     bottleneck = con.execute("SELECT track, binding, unmet_demand FROM marts.model_bottleneck "
                              "WHERE scenario = 'baseline' ORDER BY track").df()
-    last_term = con.execute("SELECT max(term) FROM staging.enrollment").fetchone()[0]
+    last_term = latest_term(con)  # marts.current_term: a stray or barely begun term does not move it
     total = h[h.dimension == "total"].iloc[0]
+    measures = _measures(con)
     return {
+        "measures": measures,
+        "measures_line": _measures_line(measures),
         "last_term": last_term,
         "engineers_2030": float(total.engineers_by_horizon),
         "target_2030": float(total.target),
@@ -191,6 +191,23 @@ def headline(con) -> dict:
         "bottleneck": bottleneck,
         "files": files,
     }
+
+
+def _measures(con) -> pd.DataFrame:
+    """marts.model_measures of the baseline (T, P, E), empty if the model has not written it."""
+    import duckdb
+
+    try:
+        return con.execute("SELECT * FROM marts.model_measures WHERE scenario = 'baseline'").df()
+    except duckdb.Error:
+        return pd.DataFrame()
+
+
+def _measures_line(m: pd.DataFrame) -> str:
+    if not len(m):
+        return ""
+    from transforms.model.measures import headline_line  # the model's own wording (CLI, log, page agree)
+    return headline_line(m)
 
 
 def headline_table(h: dict) -> list[dict]:
@@ -207,7 +224,17 @@ def headline_table(h: dict) -> list[dict]:
 
 
 def markdown(h: dict) -> str:
-    lines = [f"# lab2fab: projection to 2030 (data to term {h['last_term']})", "",
+    lines = [f"# lab2fab: projection to 2030 (data to term {h['last_term']})", ""]
+    if h.get("measures_line"):
+        lines += [h["measures_line"] + ".", "", "| measure | group | P50 | P10 | P90 | target | P(meet) |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for r in h["measures"].query("dimension in ('total', 'track_group')").itertuples():
+            tgt = f"{r.target:,.0f}" if r.target == r.target else ""
+            prob = f"{r.probability_meeting_target:.0%}" if r.probability_meeting_target == r.probability_meeting_target else ""
+            lines.append(f"| {r.measure} | {r.dimension}: {r.category} | {r.p50:,.0f} | {r.p10:,.0f} | {r.p90:,.0f} | "
+                         f"{tgt} | {prob} |")
+        lines += ["", "Earlier measure (engineers = practice-ready + a judgment prior on everyone else):", ""]
+    lines += [
              f"**{h['engineers_2030']:,.0f}** semiconductor engineers projected by 2030 against the target of "
              f"**{h['target_2030']:,.0f}** (gap {h['gap_2030']:,.0f}; {h['practice_ready_share']:.0%} with Korean lab-to-fab practice).",
              "", "| group | projected (P50) | P10 | P90 | target | gap | P(meet target) |",
@@ -237,32 +264,14 @@ def _latest_academic_year(terms: list[str]) -> int:
     return max(complete) if complete else max(y for y, _ in seen)
 
 
-def _deadline_utc(term: str) -> datetime:
-    """Close of a term's submission window (the nightly schedule's windows Sep-Nov and Feb-Apr):
-    30 November for semester 1, 30 April for semester 2, midnight Vietnam time, as naive UTC."""
-    y, s = parse_term(term)
-    close = datetime(y, 12, 1) if s == 1 else datetime(y + 1, 5, 1)
-    return close - ICT
-
-
 def submissions(con) -> pd.DataFrame:
-    """Every participating university and term, with one status in STATUS_ORDER."""
-    df = con.execute("""
-        WITH v AS (SELECT university_code, term, any_value(verdict) AS verdict
-                   FROM ops.manifest WHERE dataset = 'enrollment' AND status = 'loaded' GROUP BY ALL)
-        SELECT s.university_code, s.name_vi, s.term, s.submission_status, s.received_at, s.reason,
-               s.rows_quarantined, s.rows_with_warnings, v.verdict
-        FROM marts.submission_status s LEFT JOIN v USING (university_code, term)
-        ORDER BY s.term, s.university_code""").df()
-    if df.empty:
-        return df.assign(status=pd.Series(dtype=str), late=pd.Series(dtype=bool))
-    deadline = df["term"].map(_deadline_utc)
-    late = df["received_at"].notna() & (pd.to_datetime(df["received_at"]) > pd.to_datetime(deadline))
-    status = df["submission_status"].astype(str).copy()
-    status[df["verdict"].eq("accepted_with_warnings") & status.isin(["accepted", "accepted_with_issues"])] = \
-        "accepted_with_warnings"
-    status[late & ~status.isin(["rejected", "missing"])] = "late"
-    return df.assign(status=status, late=late)
+    """Every participating university and term, with one status in STATUS_ORDER: the mart's
+    `status_with_late` (marts.submission_status defines status and lateness once)."""
+    return con.execute("""
+        SELECT university_code, name_vi, term, submission_status, received_at, reason,
+               rows_quarantined, rows_with_warnings, status_with_late AS status, late
+        FROM marts.submission_status
+        ORDER BY term, university_code""").df()
 
 
 def _funnel(con, year: int) -> tuple[pd.DataFrame, dict]:
@@ -1018,6 +1027,101 @@ SCRIPT = """
 """
 
 
+MEASURE_NAMES = {"trained": ("T: trained (persons)", "T: số người được đào tạo"),
+                 "practice_ready": ("P: practice-ready (persons)", "P: số người đã thực hành lab-to-fab"),
+                 "employed": ("E: employed (persons; assumption-driven)", "E: có việc làm (người; dựa trên giả định)")}
+
+
+def _table(con, sql: str) -> pd.DataFrame:
+    import duckdb
+
+    try:
+        return con.execute(sql).df()
+    except duckdb.Error:  # an older warehouse without the measures marts: the section is left out
+        return pd.DataFrame()
+
+
+def _measures_html(con, h: dict, lang: Lang) -> str:
+    """T, P and E side by side with P10–P90; T under the programme scopes; the P capacity and budget answer."""
+    m = h.get("measures")
+    if m is None or not len(m):
+        return ""
+    scale = float(m["scale"].iloc[0])
+    note = (lang.t(f"This data folder is about 1/{1 / scale:,.0f} of national size (the demo): the national targets, the "
+                   "P goals in persons and the host slots are scaled by the same factor, so like is compared with like.",
+                   f"Thư mục dữ liệu này bằng khoảng 1/{1 / scale:,.0f} quy mô quốc gia (dữ liệu mẫu): chỉ tiêu quốc gia, "
+                   "mục tiêu P và số chỗ thực tập được thu nhỏ cùng tỷ lệ.") if scale < 1 else "")
+    defs = lang.t(
+        "T counts distinct persons (pseudonymised national id) graduating at bachelor level or above from a counting "
+        "programme from September 2024 to 2030, once each at the highest level reached: the Decision's measure. P counts "
+        "those of them who completed lab-to-fab practice by 2030: the programme's measure, limited by slots. E counts those "
+        "in a semiconductor job by 2030; it rests on assumptions (conversion without practice has no data) and is not the "
+        "headline.",
+        "T đếm số người (mã định danh đã giả danh hóa) tốt nghiệp đại học trở lên từ ngành được tính, từ 9/2024 đến 2030, "
+        "mỗi người một lần ở bậc cao nhất: thước đo của Quyết định. P đếm những người trong số đó đã hoàn thành thực hành "
+        "lab-to-fab đến 2030: thước đo của chương trình, bị giới hạn bởi số chỗ. E đếm người có việc làm bán dẫn đến 2030; "
+        "dựa trên giả định, không phải con số chính.")
+    rows = []
+    for r in m.query("dimension in ('total', 'track_group', 'degree_level')").itertuples():
+        if r.measure != "trained" and r.dimension == "degree_level":
+            continue
+        tgt = lang.n(r.target) if r.target == r.target else ""
+        prob = lang.pct(r.probability_meeting_target) if r.probability_meeting_target == r.probability_meeting_target else ""
+        rows.append(f"<tr><td>{_esc(lang.pick(MEASURE_NAMES[r.measure]))}</td><td>{_esc(lang.target(r.category))}</td>"
+                    f"<td class='num'>{lang.n(r.p50)}</td><td class='num'>{lang.n(r.p10)} – {lang.n(r.p90)}</td>"
+                    f"<td class='num'>{tgt}</td><td class='num'>{prob}</td></tr>")
+    head = "".join(f"<th>{_esc(x)}</th>" for x in (lang.t("measure", "thước đo"), lang.t("group", "nhóm"), "P50", "P10 – P90",
+                                                   lang.t("target / goal", "chỉ tiêu / mục tiêu"),
+                                                   lang.t("P(meet)", "xác suất đạt")))
+    out = [f"<p>{_esc(defs)} {_esc(note)}</p>", f"<table id='measures-table'><thead><tr>{head}</tr></thead><tbody>"
+           + "".join(rows) + "</tbody></table>"]
+    scope = _table(con, "SELECT * FROM marts.model_trained_scope WHERE scenario = 'baseline'")
+    if len(scope):
+        out.append(f"<h3>{_esc(lang.t('Which programmes count: T under three scopes', 'Ngành nào được tính: T theo ba phạm vi'))}</h3>")
+        body = "".join(f"<tr><td>{_esc(r.description)}</td><td class='num'>{lang.n(r.p50)}</td>"
+                       f"<td class='num'>{lang.n(r.p10)} – {lang.n(r.p90)}</td></tr>" for r in scope.itertuples())
+        out.append(f"<table id='scope-table'><thead><tr><th>{_esc(lang.t('scope', 'phạm vi'))}</th><th>P50</th>"
+                   f"<th>P10 – P90</th></tr></thead><tbody>{body}</tbody></table>")
+    cap = _table(con, "SELECT * FROM marts.model_practice_capacity WHERE scenario = 'baseline'")
+    if len(cap):
+        out.append(f"<h3>{_esc(lang.t('Capacity asked of P: fewest extra slots per round, and what they cost', 'Năng lực cho P: số chỗ thêm ít nhất mỗi đợt và chi phí'))}</h3>")
+        body = []
+        for r in cap.itertuples():
+            slots = lang.n(r.extra_slots_per_round) if r.feasible else lang.t("not reachable", "không đạt được")
+            body.append(f"<tr><td>{_esc(lang.target(r.target_group))}</td><td>{_esc(lang.track(r.track))}</td>"
+                        f"<td class='num'>{lang.n(r.goal_p50)}</td><td class='num'>{lang.pct(r.probability)}</td>"
+                        f"<td class='num'>{slots}</td><td>{_esc(r.host_type)}</td>"
+                        f"<td class='num'>{lang.n(r.cost_total_national) if r.feasible else ''}</td>"
+                        f"<td class='num'>{lang.n(r.marginal_p_per_slot, 2) if r.marginal_p_per_slot == r.marginal_p_per_slot else ''}</td></tr>")
+        hd = "".join(f"<th>{_esc(x)}</th>" for x in (
+            lang.t("group", "nhóm"), lang.t("track", "lĩnh vực"), lang.t("P goal (P50)", "mục tiêu P (P50)"),
+            lang.t("with probability", "với xác suất"), lang.t("extra slots a round", "chỗ thêm mỗi đợt"),
+            lang.t("cheapest host type", "loại đơn vị rẻ nhất"), lang.t("cost, national (USD)", "chi phí toàn quốc (USD)"),
+            lang.t("P per extra slot", "P mỗi chỗ thêm")))
+        out.append(f"<table id='practice-capacity-table'><thead><tr>{hd}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+    ms_ = _table(con, "SELECT * FROM marts.model_milestones WHERE scenario = 'baseline' ORDER BY year, measure, dimension")
+    if len(ms_):
+        out.append(f"<h3>{_esc(lang.t('Targets and interim milestones (T and P by the end of each year)', 'Chỉ tiêu và mốc trung gian (T và P đến cuối mỗi năm)'))}</h3>")
+        body = "".join(f"<tr><td class='num'>{r.year}</td><td>{_esc(lang.pick(MEASURE_NAMES[r.measure]))}</td>"
+                       f"<td>{_esc(lang.target(r.category))}</td><td class='num'>{lang.n(r.milestone)}</td>"
+                       f"<td class='num'>{lang.n(r.p50)}</td><td class='num'>{lang.n(r.p10)} – {lang.n(r.p90)}</td>"
+                       f"<td class='num'>{lang.pct(r.probability_meeting)}</td><td>{_esc(r.source)}</td></tr>"
+                       for r in ms_.itertuples())
+        hd = "".join(f"<th>{_esc(x)}</th>" for x in (
+            lang.t("year", "năm"), lang.t("measure", "thước đo"), lang.t("group", "nhóm"), lang.t("milestone", "mốc"),
+            "P50", "P10 – P90", lang.t("P(meet)", "xác suất đạt"), lang.t("source", "nguồn")))
+        out.append(f"<table id='milestones-table'><thead><tr>{hd}</tr></thead><tbody>{body}</tbody></table>")
+    bt = _table(con, "SELECT track, avg(track_coverage) AS coverage, count(*) AS n FROM marts.model_backtest "
+                     "GROUP BY track ORDER BY track")
+    if len(bt):
+        cover = ", ".join(f"{lang.track(r.track) if r.track != 'all' else lang.t('all', 'tất cả')} "
+                          f"{lang.pct(r.coverage)}" for r in bt.itertuples())
+        out.append("<p id='backtest-coverage'>" + _esc(lang.t(
+            f"Backtest: share of held-out figures inside P10–P90, per track (about 80% if the intervals are right): {cover}.",
+            f"Kiểm định ngược: tỷ lệ số liệu giữ lại nằm trong P10–P90, theo lĩnh vực (khoảng 80% nếu khoảng tin cậy đúng): {cover}.")) + "</p>")
+    return "".join(out)
+
+
 def _json_script(id_: str, obj) -> str:
     text = json.dumps(obj, ensure_ascii=False).replace("</", "<\\/")
     return f'<script type="application/json" id="{id_}">{text}</script>'
@@ -1027,7 +1131,8 @@ def render_html(con, h: dict, language: str = "en") -> str:
     """The whole report as one self-contained HTML page in `language` ('en' or 'vi')."""
     lang = Lang(language)
     last_term = str(h["last_term"])
-    terms = [t for (t,) in con.execute("SELECT DISTINCT term FROM marts.enrollment_by_term ORDER BY term").fetchall()]
+    terms = [t for (t,) in con.execute("SELECT DISTINCT term FROM marts.enrollment_by_term WHERE term <= ? ORDER BY term",
+                                       [last_term]).fetchall()]  # not the terms after the latest term
     year = _latest_academic_year(terms) if terms else parse_term(last_term)[0]
     subs = submissions(con)
     unis = university_table(con, subs, last_term)
@@ -1055,8 +1160,25 @@ def render_html(con, h: dict, language: str = "en") -> str:
         (lang.pct(total.probability_meeting_target), lang.t("probability of meeting the target", "xác suất đạt chỉ tiêu")),
         (lang.pct(total.practice_ready_share), lang.t("with lab-to-fab practice", "có thực hành lab-to-fab")),
     ]
+    mt = h.get("measures")
+    if mt is not None and len(mt):
+        tot = mt[mt["dimension"] == "total"].set_index("measure")
+        cards = [
+            (lang.n(tot.loc["trained", "p50"]), lang.t("T: persons trained by 2030 (P50)", "T: số người được đào tạo đến 2030 (P50)")),
+            (f"{lang.n(tot.loc['trained', 'p10'])} – {lang.n(tot.loc['trained', 'p90'])}", lang.t("T: P10 – P90", "T: P10 – P90")),
+            (lang.n(tot.loc["trained", "target"]), lang.t("target (Decision 1017/QĐ-TTg)", "chỉ tiêu (QĐ 1017/QĐ-TTg)")
+             + (lang.t(f", scaled to 1/{1 / float(tot.loc['trained', 'scale']):,.0f}", f", thu nhỏ 1/{1 / float(tot.loc['trained', 'scale']):,.0f}")
+                if float(tot.loc["trained", "scale"]) < 1 else "")),
+            (lang.pct(tot.loc["trained", "probability_meeting_target"]), lang.t("probability T meets the target", "xác suất T đạt chỉ tiêu")),
+            (f"{lang.n(tot.loc['practice_ready', 'p50'])} ({lang.n(tot.loc['practice_ready', 'p10'])} – {lang.n(tot.loc['practice_ready', 'p90'])})",
+             lang.t("P: practice-ready persons (P50, P10 – P90)", "P: số người đã thực hành (P50, P10 – P90)")),
+            (f"{lang.n(tot.loc['employed', 'p50'])} ({lang.n(tot.loc['employed', 'p10'])} – {lang.n(tot.loc['employed', 'p90'])})",
+             lang.t("E: employed (assumption-driven)", "E: có việc làm (dựa trên giả định)")),
+        ]
     cards_html = "".join(f'<div class="card"><div class="v">{_esc(v)}</div><div class="k">{_esc(k)}</div></div>' for v, k in cards)
     sections = [
+        ("measures", lang.t("What is counted: trained, practice-ready, employed", "Đếm gì: được đào tạo, đã thực hành, có việc làm"),
+         [], _measures_html(con, h, lang)),
         ("gap", lang.t("The gap", "Khoảng cách"), [figs["gap"]], ""),
         ("funnel", lang.t("The funnel", "Phễu đào tạo"), [figs["funnel"]], ""),
         ("capacity", lang.t("Capacity", "Năng lực thực tập"), [figs["capacity"], figs["slot_use"], figs["solution"], figs["marginal"]],
@@ -1098,6 +1220,18 @@ def render_html(con, h: dict, language: str = "en") -> str:
         f"Dự báo có <b>{lang.n(total.p50)}</b> kỹ sư bán dẫn đến năm 2030 so với chỉ tiêu quốc gia "
         f"<b>{lang.n(total.target)}</b>: còn thiếu <b>{lang.n(total.gap)}</b>. "
         f"{lang.pct(total.practice_ready_share)} trong số đó có thực hành lab-to-fab. Dữ liệu đến học kỳ {_esc(last_term)}.")
+    if mt is not None and len(mt):
+        t_, p_, e_ = (tot.loc[x] for x in ("trained", "practice_ready", "employed"))
+        sc = float(t_["scale"])
+        scaled = (lang.t(f" (scaled to 1/{1 / sc:,.0f}: this data is about that share of national size)",
+                         f" (thu nhỏ 1/{1 / sc:,.0f}: dữ liệu này bằng khoảng tỷ lệ đó của quy mô quốc gia)") if sc < 1 else "")
+        lead = lang.t(
+            f"<b>{lang.n(t_.p50)}</b> persons trained by 2030 (T; P10–P90 {lang.n(t_.p10)}–{lang.n(t_.p90)}) against the "
+            f"target of <b>{lang.n(t_.target)}</b>{_esc(scaled)}; <b>{lang.n(p_.p50)}</b> of them practice-ready "
+            f"(P; {lang.n(p_.p10)}–{lang.n(p_.p90)}); {lang.n(e_.p50)} employed (E, assumption-driven). ",
+            f"<b>{lang.n(t_.p50)}</b> người được đào tạo đến 2030 (T; P10–P90 {lang.n(t_.p10)}–{lang.n(t_.p90)}) so với "
+            f"chỉ tiêu <b>{lang.n(t_.target)}</b>{_esc(scaled)}; <b>{lang.n(p_.p50)}</b> người đã thực hành (P; "
+            f"{lang.n(p_.p10)}–{lang.n(p_.p90)}); {lang.n(e_.p50)} có việc làm (E, dựa trên giả định). ") + lead
     specs = {f.id: f.spec for f in figs.values()}
     title = lang.t("lab2fab: semiconductor engineers to 2030", "lab2fab: kỹ sư bán dẫn đến năm 2030")
     foot = lang.t(f"Generated {stamp} by lab2fab. Slot numbers are scenario inputs, not published figures; see docs/MODEL.md. "

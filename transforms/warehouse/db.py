@@ -1,4 +1,4 @@
-"""The DuckDB warehouse: schema, reference tables, atomic loads, SQL models, the published snapshot.
+"""The DuckDB warehouse: schema and migrations, reference tables, atomic loads, SQL models, the published snapshot.
 
 Only pipeline runs open the working warehouse, one writer at a time. Analysts read the
 published snapshot, a finished copy swapped in with an atomic rename, so a query never
@@ -6,6 +6,7 @@ blocks a run and never sees half a run.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -14,8 +15,10 @@ import duckdb
 import yaml
 
 from transforms import faults
+from transforms.warehouse import models
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+MIGRATIONS_DIR = SQL_DIR / "migrations"
 # duckdb-cli from PyPI (1.5.x) reads storage up to this version; the snapshot is written with it.
 SNAPSHOT_STORAGE_VERSION = "v1.5.0"
 NUMERIC_REFERENCE_COLUMNS = {
@@ -53,8 +56,73 @@ def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection
             f"cannot open the warehouse {path}: {e}\nIf the file is damaged, `lab2fab rebuild` re-creates it "
             "from the landing zone and the manifest history (the damaged file is kept aside).") from e
     if not read_only:
-        con.execute((SQL_DIR / "schema.sql").read_text())
+        ensure_schema(con)
     return con
+
+
+def _migrations() -> list[tuple[int, Path]]:
+    return sorted((int(p.name.split("_", 1)[0]), p) for p in MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
+
+
+SCHEMA_VERSION = max((n for n, _ in _migrations()), default=0)
+
+
+def ensure_schema(con) -> int:
+    """Create the warehouse's tables, or bring an older warehouse up to this code's schema.
+
+    A new warehouse gets `schema.sql` (which defines every table as it is now) and is marked
+    with the latest migration's number in ops.state `schema_version` and the digest of
+    `schema.sql` in `schema_digest`. An existing one at both is left alone (one query). Otherwise
+    `schema.sql` runs again (CREATE ... IF NOT EXISTS: the tables it lacks) and then the migrations
+    after its version (a warehouse from before versioning counts as version 0). A change to an
+    existing table therefore goes in a new `migrations/NNN_*.sql`. Returns the version.
+    """
+    has_state = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ops' AND table_name = 'state'"
+                            ).fetchone()[0]
+    version = int(get_state(con, "schema_version") or 0) if has_state else None
+    schema = (SQL_DIR / "schema.sql").read_text(encoding="utf-8")
+    digest = hashlib.sha256(schema.encode()).hexdigest()[:16]
+    if version == SCHEMA_VERSION and get_state(con, "schema_digest") == digest:
+        return version
+    if version is not None and version > SCHEMA_VERSION:
+        raise RuntimeError(f"the warehouse's schema is version {version}, newer than this lab2fab's "
+                           f"({SCHEMA_VERSION}): run the lab2fab that wrote it, or `lab2fab rebuild`")
+    con.execute(schema)
+    if version is not None:  # an existing warehouse: the changes made since its version
+        for n, path in _migrations():
+            if n > version:
+                con.execute(path.read_text(encoding="utf-8"))
+    set_state(con, "schema_version", str(SCHEMA_VERSION))
+    set_state(con, "schema_digest", digest)
+    return SCHEMA_VERSION
+
+
+# An analyst's session on the snapshot reads the snapshot and nothing else: no read_csv of the
+# landing zone (names, national ids), no COPY ... TO, ATTACH or INSTALL, and no SET that undoes it.
+# No temp directory either: DuckDB lets a query write wherever it may spill.
+SNAPSHOT_QUERY_CONFIG = {"enable_external_access": False, "lock_configuration": True, "temp_directory": ""}
+# The same for the DuckDB shell (`duckdb -readonly -cmd "..." snapshot`), in this order: DuckDB
+# refuses a new temp_directory once external access is off, and any SET once the lock is on.
+SNAPSHOT_SHELL_SETTINGS = "SET temp_directory = ''; SET enable_external_access = false; SET lock_configuration = true;"
+
+
+def connect_snapshot(path: Path) -> duckdb.DuckDBPyConnection:
+    """The published snapshot, read-only, for queries: the file system beyond it is out of reach."""
+    return duckdb.connect(str(path), read_only=True, config=dict(SNAPSHOT_QUERY_CONFIG))
+
+
+def latest_term(con) -> str | None:
+    """The latest term the marts, the model and the report speak for (`marts.current_term`, the one
+    definition: the latest term with accepted submissions from the stated share of the reporting
+    universities); None before the marts are built or with no accepted enrollment."""
+    exists = con.execute("""SELECT (SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'marts'
+                                    AND table_name = 'current_term')
+                                 + (SELECT count(*) FROM duckdb_views() WHERE schema_name = 'marts'
+                                    AND view_name = 'current_term')""").fetchone()[0]
+    if not exists:
+        return None
+    row = con.execute("SELECT term FROM marts.current_term").fetchone()
+    return row[0] if row else None
 
 
 def get_state(con, name: str) -> str | None:
@@ -112,15 +180,19 @@ def load_reference(con, reference_dir: Path) -> list[str]:
     return names
 
 
+# What build_marts(con, folder) builds: the transform stage's layers, or the curated views
+# (built at publish, once the model's marts they read exist).
+MODEL_LAYERS = {"marts": ("staging", "intermediate", "marts"), "views": ("analytics",),
+                "analytics": ("analytics",)}
+
+
 def build_marts(con, folder: str = "marts") -> list[str]:
-    """Run the SQL models in `sql/<folder>/` in name order; each replaces its table or view whole."""
-    built = []
-    for sql in sorted((SQL_DIR / folder).glob("*.sql")):
-        con.execute(sql.read_text())
-        built.append(sql.stem)
-        if len(built) == 2:
-            faults.checkpoint("marts")
-    return built
+    """Build and test the SQL models of these layers (transforms/warehouse/models.py), in dependency
+    order; each replaces its table or view whole. A failing yml test raises models.ModelTestFailed."""
+    def failpoint(built: list[str]) -> None:
+        if folder == "marts" and built[-1].startswith("marts.") and sum(n.startswith("marts.") for n in built) == 2:
+            faults.checkpoint("marts")  # two marts built: the reliability tests kill a run here
+    return [name.split(".", 1)[1] for name in models.run(con, MODEL_LAYERS[folder], after_each=failpoint)]
 
 
 def table_names(con, schemas: tuple[str, ...] = ("ops", "ref", "staging", "marts")) -> list[str]:
@@ -137,6 +209,9 @@ def publish(con, snapshot: Path, run_id: str) -> Path:
     A reader that has the old snapshot open keeps reading the old file (POSIX rename keeps its
     inode alive); the next connection sees the new one. Nobody ever sees a partial file.
     """
+    # Fold the WAL into the warehouse file first: DuckDB's checkpoint on close swallows a write
+    # error (a full disk, "File too large") and leaves the WAL; here it ends the run, plainly.
+    con.execute("CHECKPOINT")
     snapshot.parent.mkdir(parents=True, exist_ok=True)
     for stale in snapshot.parent.glob(f".{snapshot.stem}.*.tmp"):  # left by a run that died here
         stale.unlink(missing_ok=True)
@@ -159,10 +234,22 @@ def _literal(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
+def documentation(path: Path = SQL_DIR / "dictionary.yaml") -> dict:
+    """schema.table -> {description, columns}: the SQL models' yml, and `dictionary.yaml` for the
+    tables written from Python (ops, staging, ref, the model's marts)."""
+    spec = {name: {"description": (e or {}).get("description", ""), "columns": dict((e or {}).get("columns") or {})}
+            for name, e in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).items()}
+    for name, entry in models.project().documentation().items():
+        into = spec.setdefault(name, {"description": "", "columns": {}})
+        into["description"] = entry["description"] or into["description"]
+        into["columns"].update({c: t for c, t in entry["columns"].items() if t})
+    return spec
+
+
 def apply_dictionary(con, path: Path = SQL_DIR / "dictionary.yaml") -> int:
     """Attach the documented meaning of tables and columns as DuckDB comments (they travel
     with the snapshot, so `duckdb_columns()` answers what a column means). Returns columns documented."""
-    spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    spec = documentation(path)
     present = {(s_, t, c) for s_, t, c in con.execute(
         "SELECT schema_name, table_name, column_name FROM duckdb_columns()").fetchall()}
     kinds = dict(con.execute("""SELECT schema_name || '.' || table_name, 'TABLE' FROM duckdb_tables()
@@ -180,7 +267,8 @@ def apply_dictionary(con, path: Path = SQL_DIR / "dictionary.yaml") -> int:
     return n
 
 
-def dictionary_markdown(con, schemas: tuple[str, ...] = ("analytics", "marts", "ops", "staging", "ref")) -> str:
+def dictionary_markdown(con, schemas: tuple[str, ...] = ("analytics", "marts", "intermediate", "ops", "staging",
+                                                          "ref")) -> str:
     """The data dictionary, generated from the warehouse itself (names, types, comments)."""
     objects = con.execute("""
         SELECT schema_name, table_name, 'table' AS kind, comment FROM duckdb_tables()
@@ -189,7 +277,8 @@ def dictionary_markdown(con, schemas: tuple[str, ...] = ("analytics", "marts", "
     columns = con.execute("""SELECT schema_name, table_name, column_name, data_type, comment
                              FROM duckdb_columns() ORDER BY schema_name, table_name, column_index""").fetchall()
     lines = ["# lab2fab data dictionary", "",
-             "Generated from the published warehouse by `lab2fab dictionary`; descriptions live in "
+             "Generated from the published warehouse by `lab2fab dictionary`; descriptions live beside the "
+             "SQL models (`transforms/sql/<layer>/_<layer>.yml`) and, for the tables written from Python, in "
              "`transforms/sql/dictionary.yaml`.", ""]
     for schema in schemas:
         for s_, t, kind, comment in objects:
