@@ -314,67 +314,16 @@ def probe_floor(landing: str, database: str, workers: int) -> dict:
             "xlsx_files": len(xlsx), "rows": sum(rows.values()), "rows_by_table": rows, "xlsx_workers": workers}
 
 
-def _calamine_sheet(path: str):
-    """One workbook's first sheet as an Arrow table of text columns, read by python-calamine."""
-    import pyarrow as pa
-    from python_calamine import CalamineWorkbook
-
-    rows = CalamineWorkbook.from_path(path).get_sheet_by_index(0).to_python(skip_empty_area=False)
-    h = next((i for i, r in enumerate(rows) if sum(1 for c in r if c not in ("", None)) >= 3), 0)
-    header = [str(c) if c not in ("", None) else f"column{j}" for j, c in enumerate(rows[h])] if rows else []
-    seen: dict[str, int] = {}
-    for j, c in enumerate(header):
-        seen[c] = seen.get(c, 0) + 1
-        if seen[c] > 1:
-            header[j] = f"{c}_{seen[c]}"
-    body = [[("" if c is None else str(c)) for c in r[:len(header)]] + [""] * (len(header) - len(r)) for r in rows[h + 1:]]
-    cols = list(zip(*body)) if body else [[] for _ in header]
-    table = pa.table({name: pa.array(col, type=pa.string()) for name, col in zip(header, cols)})
-    return table.append_column("filename", pa.array([path] * table.num_rows, type=pa.string()))
-
-
 def probe_calamine_floor(landing: str, database: str, workers: int) -> dict:
-    """Issue 17's floor: DuckDB read_csv for the CSVs, python-calamine for the workbooks, no checks.
-    bench/floor.py's `calamine_floor(landing, database)` when that file exists (the readers'
-    own measure), else the same done here."""
+    """Issue 17's floor: DuckDB read_csv for the CSVs, python-calamine for the workbooks, no checks
+    (bench/floor.py's `calamine_floor`, the readers' own measure)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    try:
-        from floor import calamine_floor  # type: ignore[import-not-found]
-    except ImportError:
-        calamine_floor = None
-    if calamine_floor is not None:
-        t0 = time.perf_counter()
-        out = calamine_floor(Path(landing), Path(database))
-        res = dict(out) if isinstance(out, dict) else {}
-        res.update(seconds=res.get("seconds", time.perf_counter() - t0), source="bench/floor.py")
-        return res
-    from concurrent.futures import ProcessPoolExecutor
+    from floor import calamine_floor  # type: ignore[import-not-found]
 
-    import duckdb
-    import pyarrow as pa
-
-    files = sorted(str(p) for p in Path(landing).rglob("*") if p.is_file() and p.name != "demo_truth.json")
-    csvs = [f for f in files if f.lower().endswith(".csv")]
-    xlsx = [f for f in files if f.lower().endswith(".xlsx")]
-    Path(database).unlink(missing_ok=True)
-    con = duckdb.connect(database)
     t0 = time.perf_counter()
-    con.execute("CREATE TABLE raw_csv AS SELECT * FROM read_csv(?, union_by_name = true, all_varchar = true, "
-                "filename = true, sample_size = 1000)", [csvs])
-    t_csv = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    if xlsx:
-        with ProcessPoolExecutor(max(1, workers)) as pool:
-            tables = list(pool.map(_calamine_sheet, xlsx, chunksize=4))
-        raw_xlsx = pa.concat_tables(tables, promote_options="default")  # noqa: F841 (DuckDB reads it by name)
-        con.execute("CREATE TABLE raw_xlsx AS SELECT * FROM raw_xlsx")
-    t_xlsx = time.perf_counter() - t1
-    con.execute("CHECKPOINT")
-    total = time.perf_counter() - t0
-    con.close()
-    Path(database).unlink(missing_ok=True)
-    return {"seconds": total, "csv_seconds": t_csv, "xlsx_seconds": t_xlsx, "csv_files": len(csvs),
-            "xlsx_files": len(xlsx), "source": "bench/run.py (bench/floor.py absent)"}
+    res = dict(calamine_floor(Path(landing), Path(database)))
+    res.update(seconds=res.get("seconds", time.perf_counter() - t0), source="bench/floor.py")
+    return res
 
 
 def probe_model(data_dir: str, draws: int) -> dict:

@@ -319,20 +319,27 @@ def _group_thresholds(setup: RoundsSetup, draws: Draws, grads_in: np.ndarray, gr
     return [(thr[j * D:(j + 1) * D], f0[j * D:(j + 1) * D], f_cap[j * D:(j + 1) * D]) for j in range(G)]
 
 
+def _decision_rounds(prep: Prepared, setup: RoundsSetup, base_res, a: Assumptions):
+    """What both capacity questions share: the first decision round, the rounds extra slots go to
+    (`span`: never a round outside the counting window; `first`, the reported from_round), the
+    baseline's median unmet demand by track and its slots from the first decision round."""
+    start = decision_start(prep, a)
+    span = np.zeros(len(prep.rounds))
+    span[start:] = 1.0
+    span[~setup.window] = 0.0
+    first = int(np.argmax(span > 0)) if span.any() else start
+    unmet = np.median(base_res.per_round["unmet_demand"][:, start:], axis=0).sum(axis=0)   # [K]
+    base_slots = setup.slots[start:].sum(axis=(0, 1))
+    return start, span, first, unmet, base_slots
+
+
 def solve_capacity(prep: Prepared, setup: RoundsSetup, base_res, targets: dict, a: Assumptions,
                    scenario: str = "baseline") -> pd.DataFrame:
     """The fewest extra slots per round, per track, that meet each track-group target with
     probability 0.5 and 0.8 (vectorised bisection of each draw's threshold; see docs/MODEL.md)."""
     draws = prep.draws
     D, R, K = draws.n, len(prep.rounds), len(TRACKS)
-    start = decision_start(prep, a)
-    span = np.zeros(R)
-    span[start:] = 1.0
-    span[~setup.window] = 0.0
-    # The rounds the extra slots go to (the reported from_round: never a round outside the window).
-    first = int(np.argmax(span > 0)) if span.any() else start
-    unmet = np.median(base_res.per_round["unmet_demand"][:, start:], axis=0).sum(axis=0)   # [K]
-    base_slots = setup.slots[start:].sum(axis=(0, 1))
+    start, span, first, unmet, base_slots = _decision_rounds(prep, setup, base_res, a)
     rows = []
     hi_cap = float(prep.grads_in.sum(axis=(2, 3)).max() * max(a.rounds_eligible, 1) * 2 + 10)
     todo = []
@@ -469,13 +476,7 @@ def solve_practice_capacity(prep: Prepared, setup: RoundsSetup, base_res, a: Ass
     and P bought per slot and per unit of budget (docs/MODEL.md, "Decisions")."""
     draws = prep.draws
     D, R, K = draws.n, len(prep.rounds), len(TRACKS)
-    start = decision_start(prep, a)
-    span = np.zeros(R)
-    span[start:] = 1.0
-    span[~setup.window] = 0.0
-    first = int(np.argmax(span > 0)) if span.any() else start
-    unmet = np.median(base_res.per_round["unmet_demand"][:, start:], axis=0).sum(axis=0)
-    base_slots = setup.slots[start:].sum(axis=(0, 1))
+    start, span, first, unmet, base_slots = _decision_rounds(prep, setup, base_res, a)
     grads_c = ms.counted_pool(prep.grads_in, persons)
     m0 = ms.compute(prep, setup, base_res, a, persons)
     hi_cap = float(prep.grads_in.sum(axis=(2, 3)).max() * max(a.rounds_eligible, 1) * 2 + 10)
