@@ -17,6 +17,7 @@ base is at least 23 people and the count it describes at least 10 (the page stat
 """
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
@@ -848,13 +849,34 @@ def _esc(x) -> str:
     return html.escape("" if x is None else str(x))
 
 
+@functools.lru_cache(maxsize=1)
 def _vega_js() -> str:
-    """Vega, Vega-Lite and Vega-Embed in one script (from the pinned vl-convert-python)."""
-    import vl_convert as vlc
+    """Vega, Vega-Lite and Vega-Embed in one script (from the pinned vl-convert-python).
+
+    Bundling takes seconds on every run that writes a report, so the bundle is kept once per
+    vl-convert and Vega-Lite version in the user's cache folder (rebuilt whenever it is missing)."""
+    from importlib.metadata import version
+
     from altair.utils._importers import vl_version_for_vl_convert
 
-    js = vlc.javascript_bundle(vl_version=vl_version_for_vl_convert())
-    return re.sub(r"</(script)", r"<\\/\\1", js, flags=re.IGNORECASE)
+    vl = vl_version_for_vl_convert()
+    cache = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lab2fab"
+             / f"vega-bundle-{version('vl-convert-python')}-{vl}.js")
+    try:
+        return cache.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    import vl_convert as vlc
+
+    js = re.sub(r"</(script)", r"<\\/\\1", vlc.javascript_bundle(vl_version=vl), flags=re.IGNORECASE)
+    try:  # whole or not at all: written beside, then renamed
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(js, encoding="utf-8")
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only home: bundle again next time
+    return js
 
 
 def _figure_html(f: Figure, lang: Lang) -> str:
