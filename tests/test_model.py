@@ -33,6 +33,17 @@ DRAWS = 200
 # ----------------------------------------------------------------------------------------------
 
 
+ENROLLMENT_COLUMNS = ["file_id", "university_code", "term", "line", "student_key", "person_key", "gender",
+                      "programme_code", "degree_level", "intake_year", "study_year", "status", "gpa", "birth_year"]
+
+
+def insert_enrollment(con, rows: list[tuple]) -> None:
+    """Synthetic staging.enrollment rows, in the table's column order."""
+    con.register("rows", pd.DataFrame(rows, columns=ENROLLMENT_COLUMNS))
+    con.execute("INSERT INTO staging.enrollment SELECT * FROM rows")
+    con.unregister("rows")
+
+
 def _reference(tmp: Path) -> Path:
     """The reference tables the model reads, loaded by the real loader."""
     ref = tmp / "reference"
@@ -66,12 +77,7 @@ def build_warehouse(path: Path, cohorts: list[tuple], first: str = "2023-1", las
                                  "graduated" if grad else "studying", None, None))
                     if grad:
                         break
-        frame = pd.DataFrame(rows, columns=["file_id", "university_code", "term", "line", "student_key", "person_key",
-                                            "gender", "programme_code", "degree_level", "intake_year", "study_year",
-                                            "status", "gpa", "birth_year"])
-        con.register("rows", frame)
-        con.execute("INSERT INTO staging.enrollment SELECT * FROM rows")
-        con.unregister("rows")
+        insert_enrollment(con, rows)
     finally:
         con.close()
     return path
@@ -681,12 +687,7 @@ def build_persons_warehouse(path: Path, people: list[tuple], first: str, last: s
                                  "graduated" if grad else "studying", None, None))
                 if grad:
                     break
-        frame = pd.DataFrame(rows, columns=["file_id", "university_code", "term", "line", "student_key", "person_key",
-                                            "gender", "programme_code", "degree_level", "intake_year", "study_year",
-                                            "status", "gpa", "birth_year"])
-        con.register("rows", frame)
-        con.execute("INSERT INTO staging.enrollment SELECT * FROM rows")
-        con.unregister("rows")
+        insert_enrollment(con, rows)
     finally:
         con.close()
     return path
