@@ -37,9 +37,9 @@ def _demo(args) -> int:
 def _run(args) -> int:
     if not (args.rebuild or args.scenario):
         # Nothing new: the flow's own test, answered before Prefect and its temporary server start.
-        from transforms.warehouse import freshness
+        from flows.quiet import record_quiet_run
 
-        quiet = freshness.record_quiet_run(get_paths(args.data_dir), wait_for_lock_seconds=args.wait)
+        quiet = record_quiet_run(get_paths(args.data_dir), wait_for_lock_seconds=args.wait)
         if quiet is not None:
             _print_run(quiet)
             return 0
@@ -348,14 +348,14 @@ def explain(e: BaseException) -> str | None:
     """What a data engineer should read when a run stops on a known condition (None: a bug, show the traceback)."""
     import duckdb
 
-    from transforms.warehouse import runs
+    from flows.lock import WarehouseBusy
     from transforms.warehouse import db as warehouse
     from transforms.ingest.pseudonym import PseudonymKeyError
     from transforms.warehouse.recovery import RecoveryError
 
     after = ("Nothing half-done is visible: the load is one transaction and analysts keep the last complete "
              "snapshot. The next run picks up from the last committed load, with no clean-up needed.")
-    if isinstance(e, (runs.WarehouseBusy, warehouse.WarehouseDamaged, PseudonymKeyError, RecoveryError,
+    if isinstance(e, (WarehouseBusy, warehouse.WarehouseDamaged, PseudonymKeyError, RecoveryError,
                       warehouse.AccountingError)):
         return str(e)
     if isinstance(e, OSError):

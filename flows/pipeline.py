@@ -4,14 +4,22 @@ ingest -> validate -> load -> transform -> model -> publish -> report
 
 ingest is a subflow whose staging tasks run on a task runner of their own (threads, a process
 pool or Dask: flows/runners.py), chosen once it knows how many periods there are; the other
-stages are tasks of the run (a subflow costs about a second more in Prefect 3.9, a task a hundredth). Stages hand each other paths, not data: staged Parquet and the list
-of submissions live in the run's work folder, so parameters stay small and a stage can be run
-alone. The logic lives in `transforms/`; this file only orchestrates, logs and leaves artifacts.
+stages are tasks of the run (a subflow costs about a second more in Prefect 3.9, a task a hundredth).
+`run_stages` builds one `RunContext` (paths, run id, backfill scope, overrides, the key and its
+fingerprint: transforms/warehouse/runs.py) when the run starts and passes it to every stage; ingest
+returns the submissions it staged and validate and load receive them. Rows travel as the staged
+Parquet in the run's work folder, which staging workers in other processes or on Dask write; no
+stage re-reads what another just handed it. The logic lives in `transforms/`; this file only
+orchestrates, logs, leaves artifacts, holds the writer lock (flows/lock.py) and passes the
+failpoints (flows/faults.py) to the transforms that have one.
 """
 from __future__ import annotations
 
 import flows.prefect_defaults  # noqa: F401  (before Prefect is imported: telemetry off unless asked for)
 
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
@@ -20,8 +28,9 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
+from flows import faults
+from flows.lock import writer_lock
 from flows.runners import task_runner, workers_share_api
-from transforms import faults
 from transforms.ingest import landing
 from transforms.warehouse import freshness
 from transforms.warehouse import recovery
@@ -29,18 +38,54 @@ from transforms.warehouse import runs
 from transforms.warehouse import db as warehouse
 from transforms.ingest import stage as ing
 from transforms.contract import checks
-from transforms.ingest.pseudonym import PseudonymKeyError, fingerprint, load_key
 from transforms.config import Paths, get_paths
+from transforms.warehouse.runs import RunContext
 
 # Great Expectations (datadocs, reference checks), the model (scipy) and the report (altair) are
 # imported by the stages that use them: a run with nothing new, or a worker process that only
 # stages files, does not load them (`python -X importtime -c "import flows.pipeline"`).
 
-SUBMISSIONS = "submissions.json"
 # transforms.model.projection.DEFAULT_DRAWS / DEFAULT_SEED, here so that the flow's signature does
 # not import the model (tests/test_startup.py checks that they agree).
 DEFAULT_DRAWS = 1000
 DEFAULT_SEED = 20300101
+
+
+@contextmanager
+def transforms_log_to_run():
+    """Warnings that transforms/ logs with the standard library (a model fallback, a file that could
+    not be read) also reach the Prefect run's log, not only the console: Prefect's API handler on the
+    `transforms` logger while a run is active. transforms/ itself never imports Prefect's logger."""
+    from prefect.logging.handlers import APILogHandler
+
+    logger = logging.getLogger("transforms")
+    if any(isinstance(h, APILogHandler) for h in logger.handlers):  # a stage inside run_stages
+        yield
+        return
+    handler = APILogHandler()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _context(ctx: RunContext | str | None) -> Paths:
+    """The paths of a stage's run: its RunContext, or a data folder when the stage is run on its own."""
+    return ctx.paths if isinstance(ctx, RunContext) else get_paths(ctx)
+
+
+@dataclass
+class Ingested:
+    """What the ingest subflow hands validate and load: the landing zone's counts and the submissions."""
+
+    files_seen: int
+    files_new: int
+    submissions: list[ing.Submission]
+
+    @property
+    def counts(self) -> dict:
+        return {"files_seen": self.files_seen, "files_new": self.files_new}
 
 
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -96,35 +141,26 @@ class StagingProgress:
 
 
 @flow(name="ingest")
-def ingest_flow(data_dir: str, run_id: str, terms: list[str] | None = None, rounds: list[str] | None = None,
-                max_concurrency: int = 2) -> dict:
+def ingest_flow(ctx: RunContext, max_concurrency: int = 2) -> Ingested:
     """Find new submissions in the landing zone, read, normalise and pseudonymise them.
 
-    With `terms`/`rounds` (a backfill), every file of those periods is taken again, known or not.
+    In a backfill (`ctx.periods`), every file of those periods is taken again, known or not.
     Each period is staged by its own task, at most `max_concurrency` at once, on the task runner
-    chosen (flows/runners.py) once it is known how many periods there are.
+    chosen (flows/runners.py) once it is known how many periods there are. The key was checked
+    against the warehouse when the context was built, before anything is written.
     """
-    paths = get_paths(data_dir)
+    paths = ctx.paths
     logger = get_run_logger()
-    backfill = terms is not None or rounds is not None
-    periods = set(terms or []) | set(rounds or [])
-    expected, known = None, ing.KnownFiles({}, {})
-    if paths.warehouse.exists():  # read only: a run with the wrong key must not change a byte
+    known = ing.KnownFiles({}, {})
+    if paths.warehouse.exists():  # read only: nothing is written before load
         con = warehouse.connect(paths.warehouse, read_only=True)
         try:
-            expected = warehouse.get_state(con, "key_fingerprint")
-            known = ing.KnownFiles.from_warehouse(con, exclude_periods=periods if backfill else None)
+            known = ing.KnownFiles.from_warehouse(con, exclude_periods=set(ctx.periods) if ctx.backfill else None)
         finally:
             con.close()
-    # A local demo key is made only for a new warehouse: once data is pseudonymised, a missing key stops the run.
-    key = load_key(paths.secrets, allow_demo_key=expected is None)
-    if expected and expected != fingerprint(key):
-        raise PseudonymKeyError(
-            "the pseudonymisation key is not the one this warehouse was built with; nothing was written. "
-            "Set $LAB2FAB_PSEUDONYM_KEY to the original key (or rebuild the warehouse from the landing zone).")
     landed = landing.scan(paths.landing)
-    if backfill:
-        landed = [f for f in landed if f.period in periods]
+    if ctx.backfill:
+        landed = [f for f in landed if f.period in ctx.periods]
     new = ing.new_files(landed, known)
     groups = ing.group_by_period(new, known)
     logger.info("landing zone: %d files, %d to ingest in %d periods", len(landed), len(new), len(groups))
@@ -133,7 +169,8 @@ def ingest_flow(data_dir: str, run_id: str, terms: list[str] | None = None, roun
     new_bytes = sum(f.size or 0 for f in new)
     with (workers_share_api(), task_runner(max_concurrency, periods=len(groups), new_bytes=new_bytes) as runner,
           StagingProgress(len(new)) as bar):
-        futures = [runner.submit(stage_group, {"paths": paths, "run_id": run_id, "key": key, "label": label,
+        futures = [runner.submit(stage_group, {"paths": paths, "run_id": ctx.run_id, "key": ctx.key.get_secret_value(),
+                                               "label": label,
                                                "files": files, "known": group_known})
                    for label, files, group_known in groups]
         for future, (_, files, _) in zip(futures, groups):
@@ -142,32 +179,27 @@ def ingest_flow(data_dir: str, run_id: str, terms: list[str] | None = None, roun
             bar.advance(len(files), sum(s.rows_read for s in staged))
             update_progress_artifact(progress_id, 100.0 * bar.files / max(1, len(new)))
             faults.checkpoint("staging")
-    runs.save_submissions(runs.work_dir(paths, run_id) / SUBMISSIONS, subs)
-    runs.save_scope(runs.work_dir(paths, run_id), periods if backfill else set())
-    return {"files_seen": len(landed), "files_new": len(new)}
+    return Ingested(files_seen=len(landed), files_new=len(new), submissions=subs)
 
 
 @task(name="validate", cache_policy=NO_CACHE)
-def validate_stage(data_dir: str, run_id: str) -> dict:
+def validate_stage(ctx: RunContext, subs: list[ing.Submission]) -> dict:
     """The data contract (Great Expectations) on the reference data and every staged submission."""
     from transforms.contract import datadocs
     from transforms.contract import reference as reference_checks
     from transforms.contract.suites import ContractReference
 
-    paths = get_paths(data_dir)
-    work = runs.work_dir(paths, run_id)
-    subs = runs.read_submissions(work / SUBMISSIONS)
+    paths, work, run_id = ctx.paths, ctx.work, ctx.run_id
     # Reference data first: an error stops the run here, naming the file, line and rule.
     datadocs.save_results(reference_checks.require_valid_reference(paths.reference).gx_results,
                           work / "gx_results", "reference")
-    overrides = checks.read_overrides(checks.overrides_paths(paths.data_dir))
     ref = ContractReference.from_dir(paths.reference)
     con = warehouse.connect(paths.warehouse)
     try:
         counts = ing.validate_staged(subs, work, ref, con=con)  # con: history of earlier terms, read only
     finally:
         con.close()
-    markdown, verdicts = checks.run_summary(work, subs, overrides)
+    markdown, verdicts = checks.run_summary(work, subs, ctx.overrides)
     if subs:
         create_markdown_artifact(key="lab2fab-validation", markdown=markdown,
                                  description=f"Data contract, run {run_id}: {verdicts}")
@@ -176,23 +208,19 @@ def validate_stage(data_dir: str, run_id: str) -> dict:
 
 
 @task(name="load", cache_policy=NO_CACHE)
-def load_stage(data_dir: str, run_id: str) -> dict:
+def load_stage(ctx: RunContext, subs: list[ing.Submission]) -> dict:
     """One transaction: manifest, loaded rows, quarantine, superseded submissions, verdicts."""
-
-    paths = get_paths(data_dir)
-    work = runs.work_dir(paths, run_id)
-    subs = runs.read_submissions(work / SUBMISSIONS)
-    key_fp = fingerprint(load_key(paths.secrets))
+    paths, run_id = ctx.paths, ctx.run_id
     con = warehouse.connect(paths.warehouse)
     try:
         if warehouse.get_state(con, "key_fingerprint") is None:
-            warehouse.set_state(con, "key_fingerprint", key_fp)
-        scope = runs.read_scope(work)
-        overrides = checks.read_overrides(checks.overrides_paths(paths.data_dir))  # read every run
-        totals = (ing.load_batch(con, subs, work, run_id, forget_periods=scope, overrides=overrides) if subs or scope
+            warehouse.set_state(con, "key_fingerprint", ctx.key_fingerprint)
+        scope = set(ctx.periods or ())  # a backfill replaces what the warehouse held for these periods
+        totals = (ing.load_batch(con, subs, ctx.work, run_id, forget_periods=scope, overrides=ctx.overrides,
+                                 on_step=faults.checkpoint) if subs or scope
                   else {"files": 0, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0})
         if not (subs or scope):
-            checks.apply_overrides_in_transaction(con, overrides)  # accepting a warning needs no resubmission
+            checks.apply_overrides_in_transaction(con, ctx.overrides)  # accepting a warning needs no resubmission
         by_status = con.execute("SELECT status, count(*) FROM ops.manifest WHERE run_id = ? GROUP BY 1 ORDER BY 1",
                                 [run_id]).fetchall()
     finally:
@@ -209,13 +237,13 @@ def load_stage(data_dir: str, run_id: str) -> dict:
 
 
 @task(name="transform", cache_policy=NO_CACHE)
-def transform_stage(data_dir: str) -> list[str]:
-    """Reference data and SQL models: staging -> marts."""
-    paths = get_paths(data_dir)
+def transform_stage(ctx: RunContext | str) -> list[str]:
+    """Reference data and SQL models: staging -> marts. `ctx`: the run's context, or a data folder."""
+    paths = _context(ctx)
     con = warehouse.connect(paths.warehouse)
     try:
         warehouse.load_reference(con, paths.reference)
-        built = warehouse.build_marts(con)
+        built = warehouse.build_marts(con, on_step=faults.checkpoint)
     finally:
         con.close()
     get_run_logger().info("marts built: %s", ", ".join(built))
@@ -223,31 +251,40 @@ def transform_stage(data_dir: str) -> list[str]:
 
 
 @task(name="model", cache_policy=NO_CACHE)
-def model_stage(data_dir: str, scenarios: list[str] | None = None, draws: int = DEFAULT_DRAWS,
-                seed: int = DEFAULT_SEED, decisions: bool = True) -> dict:
+def model_stage(ctx: RunContext | str, scenarios: list[str] | None = None, draws: int = DEFAULT_DRAWS,
+                seed: int = DEFAULT_SEED, decisions: bool = True, force: bool = False) -> dict:
     """The lab-to-fab model, from the warehouse back into `marts.model_*` (docs/MODEL.md).
+    `ctx`: the run's context, or a data folder (the stage run on its own). Unless `force`, the marts
+    are kept when nothing the model reads changed (transforms/model/inputs.py).
 
     scenarios: names of files in data/scenarios (or YAML paths); None = every file there. The
     baseline is always run. Same warehouse, scenario files and seed give identical marts.
     """
+    from transforms.model import inputs as model_inputs
     from transforms.model import projection as model
 
-    paths = get_paths(data_dir)
+    paths = _context(ctx)
     logger = get_run_logger()
     con = warehouse.connect(paths.warehouse)
     try:
-        outputs = model.run_model(con, scenarios, draws=draws, seed=seed, folder=model.scenario_dir(paths.data_dir),
-                                  decisions=decisions, scale=model.demo_scale(paths.data_dir))
-        model.write_outputs(con, outputs)
+        scale = model.demo_scale(paths.data_dir)
+        fp = model_inputs.fingerprint(con, data_dir=paths.data_dir, scenarios=scenarios, draws=draws, seed=seed,
+                                      decisions=decisions, scale=scale)
+        if not force and model_inputs.unchanged(con, fp):
+            logger.info("model inputs unchanged (fingerprint %s): marts.model_* kept", fp)
+            outputs = model_inputs.kept_outputs(con)
+        else:
+            with transforms_log_to_run():  # the model's fallback warnings
+                outputs = model.run_model(con, scenarios, draws=draws, seed=seed, folder=model.scenario_dir(paths.data_dir),
+                                          decisions=decisions, scale=scale)
+            model_inputs.forget(con)
+            model.write_outputs(con, outputs)
+            model_inputs.record(con, fp)
     finally:
         con.close()
-    h = outputs["model_headline"].query("scenario == 'baseline'")
-    total = h.query("dimension == 'total'").iloc[0]
-    logger.info("engineers projected by 2030 (baseline): P50 %.0f (P10 %.0f, P90 %.0f) against %.0f; "
-                "P(meet) %.2f; practice-ready P50 %.0f; %d draws, %.1f s",
-                total.p50, total.p10, total.p90, total.target, total.probability_meeting_target,
-                total.practice_ready_p50, draws, outputs["_timings"]["total"])
-    logger.info("%s", model.measures_text(outputs))
+    m = outputs["model_measures"].query("scenario == 'baseline' and dimension == 'total'").set_index("measure")
+    t = m.loc["trained"]
+    logger.info("%s; %d draws, %.1f s", model.measures_text(outputs), draws, outputs["_timings"]["total"])
     create_table_artifact(
         key="lab2fab-model-measures",
         table=outputs["model_measures"].query("dimension in ('total', 'track_group')")[
@@ -260,32 +297,37 @@ def model_stage(data_dir: str, scenarios: list[str] | None = None, draws: int = 
         table=outputs["model_headline"][["scenario", "dimension", "category", "target", "p10", "p50", "p90",
                                          "probability_meeting_target", "practice_ready_p50"]].round(3)
         .to_dict(orient="records"),
-        description=f"Engineers by the 2030 horizon: P10/P50/P90 per scenario ({draws} draws, seed {seed})")
-    return {"engineers_2030": float(total.engineers_by_horizon), "engineers_2030_p10": float(total.p10),
-            "engineers_2030_p90": float(total.p90), "probability_meeting_target": float(total.probability_meeting_target),
+        description=f"The earlier 'engineers' measure (practice-ready + a judgment prior on everyone else), kept for "
+                    f"comparison only; T, P and E are lab2fab-model-measures ({draws} draws, seed {seed})")
+    # T is the Decision's measure and stands first; P and E beside it (docs/MODEL.md, "What is counted").
+    total = outputs["model_headline"].query("scenario == 'baseline' and dimension == 'total'").iloc[0]
+    return {"trained_2030": float(t.p50), "trained_2030_p10": float(t.p10), "trained_2030_p90": float(t.p90),
+            "trained_target_2030": float(t.target), "probability_meeting_target": float(t.probability_meeting_target),
+            "practice_ready_2030": float(m.loc["practice_ready"].p50), "employed_2030": float(m.loc["employed"].p50),
+            "engineers_2030": float(total.engineers_by_horizon),
             "scenarios": sorted(outputs["model_headline"]["scenario"].unique().tolist())}
 
 
 @task(name="publish", cache_policy=NO_CACHE)
-def publish_stage(data_dir: str, run_id: str) -> str:
+def publish_stage(ctx: RunContext) -> str:
     """Curated views and their documentation, then a finished read-only snapshot swapped in
     atomically, Parquet exports and the data dictionary beside it."""
     from transforms.contract import datadocs
     from transforms.publish import feedback
 
-    paths = get_paths(data_dir)
+    paths, run_id = ctx.paths, ctx.run_id
     con = warehouse.connect(paths.warehouse)
     try:
         warehouse.build_marts(con, "views")
         documented = warehouse.apply_dictionary(con)
-        snap = warehouse.publish(con, paths.snapshot, run_id)
+        snap = warehouse.publish(con, paths.snapshot, run_id, on_step=faults.checkpoint)
         warehouse.export_parquet(con, paths.published_dir, run_id)
         (paths.published_dir / "DATA_DICTIONARY.md").write_text(warehouse.dictionary_markdown(con), encoding="utf-8")
         # What each university office gets back: accepted / with warnings / rejected, and why.
         feedback_files = feedback.write_feedback(con, paths.published_dir / "feedback")
     finally:
         con.close()
-    results = runs.work_dir(paths, run_id) / "gx_results"
+    results = ctx.work / "gx_results"
     if results.is_dir():  # Data Docs of this run's validations (a run with nothing new keeps the last site)
         datadocs.build_data_docs(results, paths.published_dir / "data_docs", run_name=run_id)
     get_run_logger().info("published %s (%d columns documented), Parquet exports and %d feedback files",
@@ -294,7 +336,7 @@ def publish_stage(data_dir: str, run_id: str) -> str:
 
 
 @task(name="report", cache_policy=NO_CACHE)
-def report_stage(data_dir: str, language: str = "en") -> dict:
+def report_stage(ctx: RunContext | str, language: str = "en") -> dict:
     """The self-contained HTML report beside the snapshot (charts of the gap, the funnel, capacity,
     scenarios, universities and data quality; English or Vietnamese), and the headline as Prefect
     artifacts: markdown, and a table by target (P10/P50/P90, probability of meeting it)."""
@@ -302,7 +344,7 @@ def report_stage(data_dir: str, language: str = "en") -> dict:
 
     if language not in report.LANGUAGES:
         raise ValueError(f"language must be one of {report.LANGUAGES}, not {language!r}")
-    paths = get_paths(data_dir)
+    paths = _context(ctx)
     con = warehouse.connect(paths.warehouse)
     try:
         h = report.headline(con)
@@ -314,8 +356,9 @@ def report_stage(data_dir: str, language: str = "en") -> dict:
                           description=f"Engineers by 2030 against each target, baseline (data to term {h['last_term']}): "
                                       "P10/P50/P90 and probability of meeting the target")
     get_run_logger().info("report written: %s (%s)", paths.report, language)
-    return {k: h[k] for k in ("last_term", "engineers_2030", "target_2030", "gap_2030", "practice_ready_share",
-                              "measures_line")}
+    return {k: h[k] for k in ("last_term", "measures_line", "trained_2030", "trained_2030_p10", "trained_2030_p90",
+                              "trained_target_2030", "engineers_2030", "target_2030", "gap_2030", "practice_ready_share")
+            if k in h}
 
 
 def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_seconds: float = 0.0,
@@ -331,11 +374,10 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
     Every run ends by saving the manifest history.
     """
     paths = get_paths(data_dir).ensure()
-    data_dir = str(paths.data_dir)
     run_id = runs.new_run_id()
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     logger = get_run_logger()
-    with runs.writer_lock(paths, timeout=wait_for_lock_seconds):
+    with writer_lock(paths, timeout=wait_for_lock_seconds), transforms_log_to_run():
         runs.clear_stale_work(paths, keep=run_id)
         if recover:
             history, notes, aside = recovery.prepare_rebuild(paths, run_id)
@@ -345,9 +387,12 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
                         len(history.manifest), f"is kept as {aside}" if aside else "was missing")
         else:
             recovery.require_warehouse_or_no_history(paths)
-        seen = ingest_flow(data_dir, run_id, terms=terms, rounds=rounds, max_concurrency=max_concurrency)
-        validate_stage(data_dir, run_id)
-        totals = load_stage(data_dir, run_id)
+        backfill = terms is not None or rounds is not None
+        ctx = RunContext.start(paths, run_id, periods=set(terms or []) | set(rounds or []) if backfill else None)
+        ingested = ingest_flow(ctx, max_concurrency=max_concurrency)
+        seen = ingested.counts
+        validate_stage(ctx, ingested.submissions)
+        totals = load_stage(ctx, ingested.submissions)
         if recover:
             con = warehouse.connect(paths.warehouse)
             try:
@@ -360,15 +405,15 @@ def run_stages(data_dir: str | None, *, rebuild: bool = False, wait_for_lock_sec
             # Rebuild when the data moved on since the last publish, when its inputs changed (the
             # same test the CLI makes before starting Prefect: transforms/warehouse/freshness.py), or when asked.
             version = warehouse.get_state(con, "data_version")
-            changed = rebuild or terms is not None or rounds is not None or bool(freshness.outputs_stale(con, paths, fp))
+            changed = rebuild or backfill or bool(freshness.outputs_stale(con, paths, fp))
         finally:
             con.close()
         result: dict = {}
         if changed:
-            transform_stage(data_dir)
-            model_stage(data_dir, scenarios=scenarios, draws=draws)
-            publish_stage(data_dir, run_id)
-            result = report_stage(data_dir, language=language)
+            transform_stage(ctx)
+            model_stage(ctx, scenarios=scenarios, draws=draws, force=rebuild)
+            publish_stage(ctx)
+            result = report_stage(ctx, language=language)
             con = warehouse.connect(paths.warehouse)
             try:
                 warehouse.set_state(con, "inputs_fingerprint", fp)

@@ -19,16 +19,14 @@ writer (the load stage, in the flow's process) then loads what they staged.
 """
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
+from transforms.config import TASK_RUNNERS, settings
+
 RUNNER_ENV = "LAB2FAB_TASK_RUNNER"
-ADDRESS_ENV = "LAB2FAB_DASK_ADDRESS"
-WORKERS_ENV = "LAB2FAB_DASK_WORKERS"
-THREADS_ENV = "LAB2FAB_DASK_THREADS_PER_WORKER"
-KINDS = ("auto", "thread", "process", "dask")
+KINDS = TASK_RUNNERS  # the variables are fields of transforms/config.py's Settings, checked there
 # Below this many bytes of new landing files `auto` stages on threads: starting two worker processes
 # (spawn, then pandas, Prefect and lab2fab imported again) costs as much as staging about 24 MB on
 # one core, about 230,000 rows (bench/breakeven.py; docs/SCALING.md, "Break-even of the process pool").
@@ -36,25 +34,8 @@ PROCESS_MIN_BYTES = 24_000_000
 
 
 def runner_kind() -> str:
-    kind = (os.environ.get(RUNNER_ENV) or "auto").strip().lower()
-    if kind in ("threads", "threadpool", "local", ""):
-        kind = "thread"
-    if kind not in KINDS:
-        raise ValueError(f"${RUNNER_ENV}={os.environ.get(RUNNER_ENV)!r}: expected one of {', '.join(KINDS)}")
-    return kind
-
-
-def _positive_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"${name}={raw!r} is not a whole number") from None
-    if value < 1:
-        raise ValueError(f"${name}={raw!r} must be at least 1")
-    return value
+    """`$LAB2FAB_TASK_RUNNER`, checked (a bad value raises SettingsError naming the variable)."""
+    return settings().task_runner
 
 
 def task_runner(max_workers: int, periods: int = 1, new_bytes: int | None = None):
@@ -74,14 +55,14 @@ def task_runner(max_workers: int, periods: int = 1, new_bytes: int | None = None
         from prefect_dask import DaskTaskRunner
     except ImportError as e:  # pinned in requirements.lock; a trimmed install may lack it
         raise RuntimeError(f"${RUNNER_ENV}=dask needs prefect-dask (pip install -r requirements.lock): {e}") from None
-    address = os.environ.get(ADDRESS_ENV, "").strip()
+    address = (settings().dask_address or "").strip()
     if address:
         return DaskTaskRunner(address=address)
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
         cluster_kwargs={
-            "n_workers": _positive_int(WORKERS_ENV, max_workers),
-            "threads_per_worker": _positive_int(THREADS_ENV, 1),
+            "n_workers": settings().dask_workers or max_workers,
+            "threads_per_worker": settings().dask_threads_per_worker,
             "processes": True,
             "dashboard_address": None,  # no web UI port on a batch run
         },

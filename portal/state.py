@@ -94,8 +94,10 @@ class State:
 
     def secret_key(self) -> bytes:
         """The session-signing key: $LAB2FAB_PORTAL_SECRET, else one made here on first start."""
-        if os.environ.get("LAB2FAB_PORTAL_SECRET"):
-            return os.environ["LAB2FAB_PORTAL_SECRET"].encode()
+        from transforms.config import settings
+
+        if settings().portal_secret:
+            return settings().portal_secret.get_secret_value().encode()
         path = self.root / "secret.key"
         with self.locked():
             if not path.exists():

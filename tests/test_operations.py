@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from tables import assert_same, contents
-from transforms.warehouse import runs
+from flows import lock
 from transforms.config import get_paths
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,8 +58,8 @@ def test_second_writer_is_refused_clearly(prefect_harness, demo_data):
     from flows.pipeline import pipeline
 
     paths = get_paths(demo_data)
-    with runs.writer_lock(paths):
-        with pytest.raises(runs.WarehouseBusy, match="being written by pid"):
+    with lock.writer_lock(paths):
+        with pytest.raises(lock.WarehouseBusy, match="being written by pid"):
             pipeline(data_dir=str(demo_data), rebuild=True)
 
 

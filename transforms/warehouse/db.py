@@ -10,11 +10,12 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 import yaml
 
-from transforms import faults
+from transforms.config import settings
 from transforms.warehouse import models
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -27,8 +28,8 @@ NUMERIC_REFERENCE_COLUMNS = {
 }
 
 
-# DuckDB's own default is 80 % of RAM, so it would never spill; a run stays within about 2 GiB.
-MEMORY_LIMIT = os.environ.get("LAB2FAB_DUCKDB_MEMORY_LIMIT", "1GB")
+# memory_limit is settings().duckdb_memory_limit (1GB), read at each connect: DuckDB's own default is 80 % of
+# RAM, so it would never spill; a run stays within about 2 GiB.
 
 
 class AccountingError(RuntimeError):
@@ -48,7 +49,7 @@ def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         con = duckdb.connect(str(path), read_only=read_only,
-                             config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(path.parent / "spill")})
+                             config={"memory_limit": settings().duckdb_memory_limit, "temp_directory": str(path.parent / "spill")})
     except duckdb.Error as e:
         if not path.exists() or "lock" in str(e).lower():  # a missing folder, or another process: not damage
             raise
@@ -186,12 +187,14 @@ MODEL_LAYERS = {"marts": ("staging", "intermediate", "marts"), "views": ("analyt
                 "analytics": ("analytics",)}
 
 
-def build_marts(con, folder: str = "marts") -> list[str]:
+def build_marts(con, folder: str = "marts", on_step: Callable[[str], None] | None = None) -> list[str]:
     """Build and test the SQL models of these layers (transforms/warehouse/models.py), in dependency
-    order; each replaces its table or view whole. A failing yml test raises models.ModelTestFailed."""
+    order; each replaces its table or view whole. A failing yml test raises models.ModelTestFailed.
+    `on_step("marts")` is called once two marts are built (flows passes its failpoints)."""
     def failpoint(built: list[str]) -> None:
-        if folder == "marts" and built[-1].startswith("marts.") and sum(n.startswith("marts.") for n in built) == 2:
-            faults.checkpoint("marts")  # two marts built: the reliability tests kill a run here
+        if (on_step and folder == "marts" and built[-1].startswith("marts.")
+                and sum(n.startswith("marts.") for n in built) == 2):
+            on_step("marts")  # two marts built: the reliability tests kill a run here
     return [name.split(".", 1)[1] for name in models.run(con, MODEL_LAYERS[folder], after_each=failpoint)]
 
 
@@ -203,8 +206,9 @@ def table_names(con, schemas: tuple[str, ...] = ("ops", "ref", "staging", "marts
     return [r[0] for r in rows]
 
 
-def publish(con, snapshot: Path, run_id: str) -> Path:
+def publish(con, snapshot: Path, run_id: str, on_step: Callable[[str], None] | None = None) -> Path:
     """Write a complete copy of the warehouse beside the snapshot, then swap it in atomically.
+    `on_step("publish")` is called just before the swap (flows passes its failpoints).
 
     A reader that has the old snapshot open keeps reading the old file (POSIX rename keeps its
     inode alive); the next connection sees the new one. Nobody ever sees a partial file.
@@ -224,7 +228,8 @@ def publish(con, snapshot: Path, run_id: str) -> Path:
         con.execute("DETACH snapshot_out")
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
-    faults.checkpoint("publish")
+    if on_step:
+        on_step("publish")
     os.replace(tmp, snapshot)
     return snapshot
 
@@ -250,20 +255,33 @@ def apply_dictionary(con, path: Path = SQL_DIR / "dictionary.yaml") -> int:
     """Attach the documented meaning of tables and columns as DuckDB comments (they travel
     with the snapshot, so `duckdb_columns()` answers what a column means). Returns columns documented."""
     spec = documentation(path)
-    present = {(s_, t, c) for s_, t, c in con.execute(
-        "SELECT schema_name, table_name, column_name FROM duckdb_columns()").fetchall()}
-    kinds = dict(con.execute("""SELECT schema_name || '.' || table_name, 'TABLE' FROM duckdb_tables()
-                                UNION ALL SELECT schema_name || '.' || view_name, 'VIEW' FROM duckdb_views()""").fetchall())
+    present = {(s_, t, c): cm for s_, t, c, cm in con.execute(
+        "SELECT schema_name, table_name, column_name, comment FROM duckdb_columns()").fetchall()}
+    kinds = {n: (k, cm) for n, k, cm in con.execute(
+        """SELECT schema_name || '.' || table_name, 'TABLE', comment FROM duckdb_tables()
+           UNION ALL SELECT schema_name || '.' || view_name, 'VIEW', comment FROM duckdb_views()""").fetchall()}
     n = 0
-    for name, entry in spec.items():
-        if name not in kinds:
-            continue
-        schema, table = name.split(".")
-        con.execute(f"COMMENT ON {kinds[name]} {name} IS {_literal(entry.get('description', ''))}")
-        for column, text in (entry.get("columns") or {}).items():
-            if (schema, table, column) in present:
-                con.execute(f'COMMENT ON COLUMN {name}."{column}" IS {_literal(text)}')
-                n += 1
+    # One transaction, and only the comments that differ: each COMMENT ON on its own is a commit
+    # (a WAL write and fsync), several seconds a run for some 700 comments that rarely change.
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name, entry in spec.items():
+            if name not in kinds:
+                continue
+            schema, table = name.split(".")
+            kind, current = kinds[name]
+            text = entry.get("description", "")
+            if (current or "") != (text or ""):
+                con.execute(f"COMMENT ON {kind} {name} IS {_literal(text)}")
+            for column, text in (entry.get("columns") or {}).items():
+                if (schema, table, column) in present:
+                    if (present[(schema, table, column)] or "") != (text or ""):
+                        con.execute(f'COMMENT ON COLUMN {name}."{column}" IS {_literal(text)}')
+                    n += 1
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
     return n
 
 

@@ -10,11 +10,9 @@ seconds) and the imports of every stage.
 from __future__ import annotations
 
 import hashlib
-import os
-from datetime import datetime, timezone
 from pathlib import Path
 
-from transforms.config import REPO_ROOT, Paths
+from transforms.config import REPO_ROOT, Paths, settings
 
 
 def code_version() -> str:
@@ -107,13 +105,13 @@ def check(paths: Paths) -> tuple[dict | None, str]:
     import duckdb
 
     from transforms.ingest import landing
-    from transforms.ingest.pseudonym import BLOCK_ENV, KEY_ENV, PseudonymKeyError, fingerprint, load_key
+    from transforms.ingest.pseudonym import PseudonymKeyError, fingerprint, load_key
     from transforms.ingest.stage import KnownFiles, new_files
     from transforms.warehouse.db import WarehouseDamaged, connect, get_state
 
     if not paths.warehouse.exists() or not paths.snapshot.exists():
         return None, "no warehouse or no snapshot yet"
-    if os.environ.get(BLOCK_ENV) and not os.environ.get(KEY_ENV):
+    if settings().pseudonym_secret_block and not settings().pseudonym_key:
         return None, "the key is in a Prefect Secret block"
     try:
         con = connect(paths.warehouse, read_only=True)
@@ -139,30 +137,3 @@ def check(paths: Paths) -> tuple[dict | None, str]:
     if new:
         return None, f"{len(new)} new files, e.g. {new[0].relpath}"
     return {"files_seen": len(landed), "files_new": 0}, "nothing new"
-
-
-NO_ROWS = {"files": 0, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0}
-
-
-def record_quiet_run(paths: Paths, wait_for_lock_seconds: float = 0.0) -> dict | None:
-    """A whole run when there is nothing new, without Prefect: under the writer lock, check again,
-    then log the run and save the manifest history exactly as the flow does for such a run.
-    None (nothing written) when there is work after all; the caller then runs the flow."""
-    from transforms.warehouse import recovery, runs
-    from transforms.warehouse.db import connect, record_run
-
-    with runs.writer_lock(paths, timeout=wait_for_lock_seconds):
-        started = datetime.now(timezone.utc).replace(tzinfo=None)
-        seen = nothing_new(paths)
-        if seen is None:
-            return None
-        run_id = runs.new_run_id()
-        runs.clear_stale_work(paths, keep="")
-        con = connect(paths.warehouse)
-        try:
-            record_run(con, run_id, started, seen, NO_ROWS, False)
-            recovery.save_history(con, paths.history)
-        finally:
-            con.close()
-    return {**seen, **NO_ROWS, "changed": False, "run_id": run_id, "warehouse": str(paths.warehouse),
-            "snapshot": str(paths.snapshot), "report": str(paths.report)}

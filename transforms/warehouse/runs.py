@@ -1,63 +1,26 @@
-"""Run bookkeeping that every stage shares: run ids, the single-writer lock, work folders."""
+"""Run bookkeeping that every stage shares: run ids, work folders, and the run context the stages
+hand each other.
+
+The writer lock that keeps one run writing at a time lives with the orchestration (flows/lock.py):
+this package holds no locks. A run's work folder holds only what a stage hands the next as data
+(staged Parquet, validation results); a killed run's folder is never resumed (`clear_stale_work`
+removes it under the lock, and the next run starts again from the landing zone and the manifest).
+"""
 from __future__ import annotations
 
-import fcntl
-import json
-import os
 import shutil
-import time
 import uuid
-from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from transforms.ingest.stage import Submission
-from transforms.ingest.landing import LandedFile
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, SecretBytes
+
 from transforms.config import Paths
-
-
-class WarehouseBusy(RuntimeError):
-    """Another run holds the warehouse."""
 
 
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-
-
-@contextmanager
-def writer_lock(paths: Paths, timeout: float = 0.0):
-    """Exclusive lock on the warehouse for one run (an OS file lock, released if the process dies).
-
-    With `timeout` 0 a second run fails at once with a clear message; otherwise it waits.
-    """
-    paths.warehouse_dir.mkdir(parents=True, exist_ok=True)
-    lock_path = paths.warehouse_dir / "writer.lock"
-    with open(lock_path, "a+") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "another process"
-                    raise WarehouseBusy(
-                        f"the warehouse {paths.warehouse} is being written by {holder}; "
-                        "wait for that run to finish (or pass a wait timeout) and try again"
-                    ) from None
-                time.sleep(0.5)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.seek(0)
-            handle.truncate()
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def work_dir(paths: Paths, run_id: str) -> Path:
@@ -72,33 +35,58 @@ def clear_stale_work(paths: Paths, keep: str) -> None:
                 shutil.rmtree(d, ignore_errors=True)
 
 
-def save_submissions(path: Path, submissions: list[Submission]) -> None:
-    rows = []
-    for s in submissions:
-        d = asdict(s)
-        d["landed"] = {**asdict(s.landed), "path": str(s.landed.path)}
-        d["staged"] = str(s.staged) if s.staged else None
-        rows.append(d)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, ensure_ascii=False))
+class RunContext(BaseModel):
+    """What every stage of one run needs, built once when the run starts (`RunContext.start`) and
+    passed to each stage: no stage reads it back from a file or loads the key again.
 
+    `periods` is the backfill scope (the terms and rounds taken again), None for a regular run.
+    A pydantic model so that the parameters Prefect records for the ingest subflow hold neither the
+    key (a SecretBytes, recorded as "**********") nor the overrides (excluded)."""
 
-def read_submissions(path: Path) -> list[Submission]:
-    out = []
-    for d in json.loads(path.read_text()):
-        landed = LandedFile(**{**d.pop("landed")})
-        landed.path = Path(landed.path)
-        staged = d.pop("staged")
-        out.append(Submission(landed=landed, staged=Path(staged) if staged else None, **d))
-    return out
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
+    paths: Paths
+    run_id: str
+    key: SecretBytes
+    key_fingerprint: str
+    overrides: pd.DataFrame = Field(exclude=True, repr=False)
+    periods: frozenset[str] | None = None
 
-def save_scope(work: Path, periods: set[str]) -> None:
-    """The periods a backfill takes again (empty for a regular run), for the load stage."""
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "scope.json").write_text(json.dumps(sorted(periods)))
+    @property
+    def work(self) -> Path:
+        """The run's work folder (staged Parquet, validation results)."""
+        return work_dir(self.paths, self.run_id)
 
+    @property
+    def backfill(self) -> bool:
+        return self.periods is not None
 
-def read_scope(work: Path) -> set[str]:
-    path = work / "scope.json"
-    return set(json.loads(path.read_text())) if path.exists() else set()
+    @property
+    def data_dir(self) -> str:
+        return str(self.paths.data_dir)
+
+    @classmethod
+    def start(cls, paths: Paths, run_id: str, periods: set[str] | None = None) -> "RunContext":
+        """Load the key and check it against the warehouse's fingerprint (read only: a run with the
+        wrong key must not change a byte), and read the overrides, once for the whole run."""
+        from transforms.contract import checks
+        from transforms.ingest.pseudonym import PseudonymKeyError, fingerprint, load_key
+        from transforms.warehouse import db as warehouse
+
+        expected = None
+        if paths.warehouse.exists():
+            con = warehouse.connect(paths.warehouse, read_only=True)
+            try:
+                expected = warehouse.get_state(con, "key_fingerprint")
+            finally:
+                con.close()
+        # A local demo key is made only for a new warehouse: once data is pseudonymised, a missing key stops the run.
+        key = load_key(paths.secrets, allow_demo_key=expected is None)
+        fp = fingerprint(key)
+        if expected and expected != fp:
+            raise PseudonymKeyError(
+                "the pseudonymisation key is not the one this warehouse was built with; nothing was written. "
+                "Set $LAB2FAB_PSEUDONYM_KEY to the original key (or rebuild the warehouse from the landing zone).")
+        overrides = checks.read_overrides(checks.overrides_paths(paths.data_dir))  # read every run
+        return cls(paths=paths, run_id=run_id, key=SecretBytes(key), key_fingerprint=fp, overrides=overrides,
+                   periods=frozenset(periods) if periods is not None else None)
