@@ -37,7 +37,7 @@ class UploadRefused(Exception):
 def max_file_bytes() -> int:
     from transforms.ingest import readers
 
-    return readers.MAX_FILE_BYTES
+    return readers.max_file_bytes()
 
 
 def new_upload_id() -> str:
@@ -154,8 +154,8 @@ def _landed_sha256(state: State, university_code: str, term: str) -> dict[str, s
             if u.get("landed_as") and u.get("term") == term}
 
 
-def term_problem(paths, term: str) -> str | None:
-    """Why the landing scan would refuse files of `term` (its term window, where the scan has one)."""
+def term_problem(paths, term: str):
+    """Why the landing scan would refuse files of `term` (a landing `Refusal`: rule and text), or None."""
     from transforms.ingest import landing
 
     window = getattr(landing, "TermWindow", None)
@@ -165,7 +165,7 @@ def term_problem(paths, term: str) -> str | None:
 def judge_and_land(paths, state: State, user, term: str, received: Received) -> tuple[dict, object | None]:
     """(the upload-log entry, the kit's result or None) for a received file; lands or keeps it aside."""
     from transforms.contract import checks
-    from transforms.ingest.landing import name_problem, printable
+    from transforms.ingest.landing import Refusal, name_problem, printable
 
     from portal import snapshot
 
@@ -174,25 +174,25 @@ def judge_and_land(paths, state: State, user, term: str, received: Received) -> 
              "file": printable(received.name), "size_bytes": received.size, "sha256": received.sha256,
              "landed_as": None, "kept_as": None, "rows": None, "file_warnings": []}
     started = time.perf_counter()
-    problem = ("file name contains '/', which is a folder separator; rename it and send it again"
+    problem = (Refusal("ING.file.name", "file name contains '/', which is a folder separator; rename it and send it again")
                if "/" in received.name else name_problem(received.name) or term_problem(paths, term))
     result = None
     if problem:
-        entry.update(verdict=checks.REJECTED, reason=f"{entry['file']}: {problem}")
+        entry.update(verdict=checks.REJECTED, reason=f"{entry['file']}: {problem.text}", rule_id=problem.rule)
     else:
         earlier = {**snapshot.known_sha256(paths.snapshot, code, term),
                    **_landed_sha256(state, code, term)}.get(received.sha256)
         if earlier:
             entry.update(verdict="duplicate",
                          reason=f"same content (sha256 {received.sha256[:12]}…) as {earlier}, already received; "
-                                "not sent again")
+                                "not sent again", rule_id="ING.file.duplicate")
         else:
             from transforms.contract.kit import check_file
 
             with _CHECK_LOCK:
                 result = check_file(received.path, code, term, paths.data_dir)
             entry.update(verdict=result.verdict if result.exit_code != 2 else checks.REJECTED, reason=result.reason,
-                         rows=result.rows or None,
+                         rule_id=result.rule_id, rows=result.rows or None,
                          file_warnings=[f["rule_id"] for f in result.file_rules
                                         if not f["success"] and f["severity"] == "warning" and not f["accepted_override"]])
     entry["check_seconds"] = round(time.perf_counter() - started, 3)

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 import corpus as C
 from tables import manifest
+from transforms.contract.rules import INGEST_RULES
 from transforms.publish import feedback
 from transforms.ingest import landing
 from transforms.ingest import readers
@@ -45,9 +46,12 @@ def read(data: bytes, suffix: str = ".csv", *, sheet=None, aliases=ALIASES) -> r
     return readers.parse_submission(data, suffix, aliases, REQ, name=f"test{suffix}", sheet=sheet)
 
 
-def rejected(data: bytes, suffix: str = ".csv", **kw) -> str:
+def rejected(data: bytes, suffix: str = ".csv", rule: str | None = None, **kw) -> str:
+    """The reason the file is refused; the reader names its rule (`rule`, when given), an error of the catalogue."""
     with pytest.raises(readers.SubmissionRejected) as e:
         read(data, suffix, **kw)
+    assert INGEST_RULES[e.value.rule].severity == "error", e.value.rule
+    assert rule is None or e.value.rule == rule, (e.value.rule, e.value.reason)
     return e.value.reason
 
 
@@ -131,7 +135,7 @@ def test_a_file_whose_encoding_cannot_be_determined_is_rejected_with_that_reason
         "mixed": good + C.encode_cp1258("Trương,Đặng\r\n"),  # a UTF-8 export with one row pasted from elsewhere
         "control": good + bytes(rng.randint(1, 31) for _ in range(400)),
     }[case]
-    reason = rejected(data)
+    reason = rejected(data, rule="ING.file.encoding")
     assert "encoding cannot be determined" in reason and why in reason and "UTF-8" in reason
 
 
@@ -227,17 +231,17 @@ def test_xlsx_hidden_first_sheet_is_skipped():
     assert read(buf.getvalue(), ".xlsx").sheet == "Data"
 
 
-@pytest.mark.parametrize("case,why", [
-    ("xls", "is not a valid Excel 97-2003 (.xls) workbook"),  # .xls is read since issue 14: this one is not one
-    ("ole_as_xlsx", "password-protected workbook or an old Excel 97-2003 file"),
-    ("xlsx_as_csv", "is a spreadsheet saved with a '.csv' name"),
-    ("truncated", "not a valid XLSX file"),
-    ("zip_bomb", "unpacks to 2000"),
-    ("entity", "XML entity declarations"),
-    ("empty", "the file is empty"),
-    ("pdf", "file type '.pdf' is not accepted"),
+@pytest.mark.parametrize("case,why,rule", [
+    ("xls", "is not a valid Excel 97-2003 (.xls) workbook", "ING.file.damaged"),  # .xls is read since issue 14: this one is not one
+    ("ole_as_xlsx", "password-protected workbook or an old Excel 97-2003 file", "ING.file.type"),
+    ("xlsx_as_csv", "is a spreadsheet saved with a '.csv' name", "ING.file.type"),
+    ("truncated", "not a valid XLSX file", "ING.file.damaged"),
+    ("zip_bomb", "unpacks to 2000", "ING.file.size"),
+    ("entity", "XML entity declarations", "ING.file.unsafe"),
+    ("empty", "the file is empty", "ING.file.type"),
+    ("pdf", "file type '.pdf' is not accepted", "ING.file.type"),
 ])
-def test_files_that_cannot_be_read_are_refused_with_what_to_do(case, why):
+def test_files_that_cannot_be_read_are_refused_with_what_to_do(case, why, rule):
     valid = C.xlsx_bytes(C.records())
     data, suffix = {
         "xls": (C.encode_cp1258("not really an xls"), ".xls"),
@@ -249,7 +253,7 @@ def test_files_that_cannot_be_read_are_refused_with_what_to_do(case, why):
         "empty": (b"", ".csv"),
         "pdf": (b"%PDF-1.4", ".pdf"),
     }[case]
-    reason = rejected(data, suffix)
+    reason = rejected(data, suffix, rule)
     assert why in reason
     if case == "xls":
         assert "save it again as an Excel Workbook (.xlsx)" in reason
@@ -315,7 +319,7 @@ def test_the_alias_table_is_data(tmp_path):
 
 def test_missing_required_columns_reject_the_file_with_what_is_missing_and_found():
     rows = [[c for j, c in enumerate(r) if j not in (4, 9)] for r in C.records()]  # no gender, no status
-    reason = rejected(C.csv_text(rows).encode())
+    reason = rejected(C.csv_text(rows).encode(), rule="ING.file.columns")
     assert "missing required column(s) gender, status" in reason
     assert "'Mã sinh viên'" in reason and "'Điểm TB'" in reason and "header row 1" in reason
 
@@ -329,7 +333,7 @@ def test_unknown_columns_are_kept_aside():
 
 def test_no_header_row_is_rejected_without_echoing_personal_data():
     rows = C.records()[1:]  # data without its header
-    reason = rejected(C.csv_text(rows).encode())
+    reason = rejected(C.csv_text(rows).encode(), rule="ING.file.header")
     assert "no header row found" in reason
     assert not any(s.full_name in reason or s.national_id in reason for s in C.STUDENTS)
 
@@ -440,6 +444,18 @@ def _tricks(landing_dir: Path, outside: Path) -> dict[str, str]:
     return cases
 
 
+# The rule each trick of `_tricks` is refused under, by its reason fragment.
+TRICK_RULES = {
+    **dict.fromkeys(["pointing outside the landing zone", "inside the landing zone", "pointing to nothing",
+                     "symbolic link (to a folder) pointing outside", "not a regular file"], "ING.file.link"),
+    **dict.fromkeys(["control characters", "backslash", "starts with '-'", "invisible formatting characters",
+                     "not valid UTF-8"], "ING.file.name"),
+    **dict.fromkeys(["hidden file", "temporary lock file"], "ING.file.hidden"),
+    **dict.fromkeys(["wrong depth", "is not a university registry code", "is not a term like 2024-1",
+                     "is not a round like 2026H1"], "ING.file.location"),
+}
+
+
 def test_landing_scan_lists_every_trick_as_a_refused_file(tmp_path):
     cases = _tricks(tmp_path / "landing", tmp_path / "outside" / "secret.csv")
     found = {f.relpath: f for f in landing.scan(tmp_path / "landing")}
@@ -447,6 +463,7 @@ def test_landing_scan_lists_every_trick_as_a_refused_file(tmp_path):
     for rel, fragment in cases.items():
         assert rel in found, rel
         assert fragment in (found[rel].problem or ""), (rel, found[rel].problem)
+        assert found[rel].rule == TRICK_RULES[fragment], (rel, found[rel].rule)
         assert found[rel].relpath.isprintable()
     assert set(found) == set(cases) | {"enrollment/TLU/2024-1/good.csv"}
 
@@ -466,14 +483,14 @@ def test_a_file_that_vanishes_during_the_scan_is_recorded(tmp_path, monkeypatch)
     monkeypatch.setattr(landing.os, "walk", racing_walk)
     found = {f.relpath: f for f in landing.scan(tmp_path)}
     ghost = found["enrollment/VNUA/2024-1/being_uploaded.csv"]
-    assert "disappeared while the landing zone was being read" in ghost.problem
+    assert "disappeared while the landing zone was being read" in ghost.problem and ghost.rule == "ING.file.unavailable"
     assert (ghost.university_code, ghost.term, ghost.size) == ("VNUA", "2024-1", 0)
     monkeypatch.undo()
     # after the scan: a file that cannot be hashed stays in the list, refused, instead of stopping the run
     files = landing.scan(tmp_path)
     (term / "a.csv").unlink()
     new = new_files(files, KnownFiles({}, {}))
-    assert len(new) == 1 and "could not be read" in new[0].problem
+    assert len(new) == 1 and "could not be read" in new[0].problem and new[0].rule == "ING.file.unavailable"
 
 
 def test_reading_never_follows_a_link_swapped_in_after_the_scan(tmp_path):
@@ -501,7 +518,7 @@ def test_file_ids_are_unique_per_upload():
 def test_size_limit_is_checked_before_reading(tmp_path, monkeypatch):
     path = tmp_path / "big.csv"
     path.write_bytes(_valid_csv())
-    monkeypatch.setattr(readers, "MAX_FILE_BYTES", 100)
+    monkeypatch.setenv("LAB2FAB_MAX_FILE_BYTES", "100")
     with pytest.raises(readers.SubmissionRejected, match="over the 100-byte limit"):
         readers.read_submission(path, ALIASES, REQ)
 
@@ -510,14 +527,14 @@ def test_size_limit_is_checked_before_reading(tmp_path, monkeypatch):
 def test_row_limit(monkeypatch, suffix):
     monkeypatch.setattr(readers, "MAX_ROWS", 5)
     make = (lambda rows: C.csv_text(rows).encode()) if suffix == ".csv" else C.xlsx_bytes
-    assert "8 data rows exceed the limit of 5" in rejected(make(C.records()), suffix)
+    assert "8 data rows exceed the limit of 5" in rejected(make(C.records()), suffix, "ING.file.size")
     many = C.records() + C.records()[1:] * 4  # reading stops at the limit, before the rest is read
-    assert "more than 5 rows" in rejected(make(many), suffix)
+    assert "more than 5 rows" in rejected(make(many), suffix, "ING.file.size")
 
 
 def test_zip_bomb_guard_uses_declared_sizes(monkeypatch):
     monkeypatch.setattr(readers, "MAX_XLSX_UNCOMPRESSED", 2000)  # a real workbook declares more than this
-    assert "over the 2000-byte limit" in rejected(C.xlsx_bytes(C.records()), ".xlsx")
+    assert "over the 2000-byte limit" in rejected(C.xlsx_bytes(C.records()), ".xlsx", "ING.file.size")
 
 
 # ================================================================ properties
@@ -531,7 +548,7 @@ def test_random_bytes_end_as_a_table_or_a_rejection(data, suffix):
     try:
         raw = read(data, suffix)
     except readers.SubmissionRejected as e:
-        assert e.reason
+        assert e.reason and e.rule in INGEST_RULES
         return
     canonical(raw)
 
@@ -587,7 +604,7 @@ def test_damaged_xlsx_bytes_end_as_a_table_or_a_rejection(at, value):
     try:
         read(bytes(data), ".xlsx")
     except readers.SubmissionRejected as e:
-        assert e.reason
+        assert e.reason and e.rule in INGEST_RULES
 
 
 # ================================================================ feedback helpers
@@ -598,29 +615,101 @@ def test_formula_cells_are_neutralised():
         ["'=1+1", "'+84 912", "-5", "'-2+3", "'@SUM(A1)", "'\t=x", "Nam", "", 3]
 
 
-@pytest.mark.parametrize("reason,rule", [
-    ("x.csv: the text encoding cannot be determined (…)", "ING.file.encoding"),
-    ("x.csv: missing required column(s) status; header row 1 has …", "ING.file.columns"),
-    ("x.xls: legacy Excel 97-2003 (.xls) files are not accepted.", "ING.file.type"),
-    ("x.xlsx: unpacks to 2000016431 bytes, over the 1073741824-byte limit", "ING.file.size"),
-    ("x.xlsx: contains XML entity declarations or external references", "ING.file.unsafe"),
-    ("a/b.csv: symbolic link (to a file) pointing outside the landing zone; it was not followed", "ING.file.link"),
-    ("a/~$b.xlsx: temporary lock file of an open spreadsheet", "ING.file.hidden"),
-    ("a/b\\x1b.csv: file name contains control characters; rename it", "ING.file.name"),
-    ("a/b.csv: not in an enrollment/<UNIVERSITY_CODE>/<TERM>/ folder (the file is at the wrong depth)", "ING.file.location"),
-    ("same content (sha256 abc…) as a.csv, already loaded; skipped", "ING.file.duplicate"),
-    ("every one of the 8 rows was quarantined; see ops.quarantine", "ING.file.all_quarantined"),
-    ("x.csv: no header row found: none of the first 15", "ING.file.header"),
-    ("x.csv: not a readable CSV file: the quote (\") that opens a cell on line 4 is never closed", "ING.file.records"),
-    ("x.xlsx: sheet 'S': row number 4 comes after row 9; one row or cell would overwrite another", "ING.file.records"),
-    ("x.ods: is not a valid ODS file: no content.xml", "ING.file.damaged"),
-    ("x.xls: is not a valid Excel 97-2003 (.xls) workbook: no Workbook stream", "ING.file.damaged"),
-    ("x.xlsx: sheet 'S' has more than 5000 merged ranges, over the limit", "ING.file.size"),
-    ("something new", "ING.file.rejected"),
-])
-def test_ingestion_reasons_have_rule_ids(reason, rule):
-    rule_id, en, vi = feedback.ingest_rule(reason)
-    assert rule_id == rule and en and vi
+def test_every_ingest_rule_says_what_it_means_in_both_languages():
+    """The catalogue (transforms/contract/rules.py): every id ING.*, a severity, English and Vietnamese."""
+    for rule_id, r in INGEST_RULES.items():
+        assert rule_id == r.rule_id and rule_id.startswith("ING.file."), rule_id
+        assert r.severity in ("error", "warning", "info"), rule_id
+        assert r.message_en.strip() and r.message_vi.strip() and r.message_en != r.message_vi, rule_id
+    doc = (REPO / "docs" / "CONTRACT_RULES.md").read_text(encoding="utf-8")  # the documented list says the same
+    assert [i for i, r in INGEST_RULES.items()
+            if f"| `{i}` | {r.severity} | {r.message_en} | {r.message_vi} |" not in doc] == []
+    with pytest.raises(ValueError, match="ING.file.nope"):
+        readers.SubmissionRejected("x.csv: no", rule="ING.file.nope")  # a rule that is not in the catalogue
+
+
+def test_every_place_that_refuses_a_file_names_a_rule_of_the_catalogue():
+    """Read from the source: each SubmissionRejected, LandedFileRefused and landing Refusal is given its
+    rule where it is raised (a literal id of the catalogue, or the rule of the refusal it passes on),
+    so no reason's words are ever matched to find its rule."""
+    import ast
+
+    makers = {"SubmissionRejected", "LandedFileRefused", "Refusal", "_refusal", "_location", "_error", "_unreadable",
+              "_xls_error", "_overwrite", "over_memory", "_cannot_determine"}
+    literals, forwarded = set(), 0
+    for path in [*(REPO / "transforms" / "ingest").glob("*.py"), REPO / "portal" / "upload.py"]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("ING."):
+                literals.add(node.value)
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None))
+                    in ("SubmissionRejected", "LandedFileRefused")):
+                continue
+            rule = next((k.value for k in node.keywords if k.arg == "rule"), None)
+            assert rule is not None, f"{path.name}:{node.lineno}: refused without a rule"
+            if isinstance(rule, ast.Constant):
+                assert rule.value in INGEST_RULES, f"{path.name}:{node.lineno}: {rule.value}"
+            else:
+                forwarded += 1  # e.rule, first_problem.rule, a helper's `rule` parameter
+    assert literals <= set(INGEST_RULES), literals - set(INGEST_RULES)
+    assert forwarded
+    assert "re.search(" not in (REPO / "transforms" / "publish" / "feedback.py").read_text(encoding="utf-8")
+
+
+def _bad_files() -> list[tuple[str, bytes, str]]:
+    """A generated set of files the readers must refuse or read: (case, bytes, suffix). Valid files of
+    every format, then cut short, with bytes flipped, with their header or a required column taken
+    away, under another format's name, emptied, bombed, with entity declarations."""
+    from test_reader_equivalence import ods_bytes, xls_bytes, xlsb_of
+
+    rng = random.Random(16)
+    rows = C.records()
+    good = {".csv": C.csv_text(rows).encode(), ".xlsx": C.xlsx_bytes(rows), ".xls": xls_bytes(rows),
+            ".ods": ods_bytes(rows), ".xlsb": xlsb_of(rows)}
+    out = []
+    for suffix, data in good.items():
+        for k in (1, 3, 8):
+            out.append((f"{suffix} cut to {k}/8", data[: len(data) * k // 8 + 1], suffix))
+        for i in range(10):
+            b = bytearray(data)
+            for _ in range(1 + i % 3):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+            out.append((f"{suffix} flipped {i}", bytes(b), suffix))
+        out.append((f"{suffix} as .pdf", data, ".pdf"))
+        if suffix != ".csv":
+            out.append((f"{suffix} as .csv", data, ".csv"))
+    no_header, no_status = rows[1:], [r[:9] + r[10:] for r in rows]
+    for case, table in (("no header", no_header), ("no status column", no_status)):
+        out += [(f".csv {case}", C.csv_text(table).encode(), ".csv"), (f".xlsx {case}", C.xlsx_bytes(table), ".xlsx"),
+                (f".ods {case}", ods_bytes(table), ".ods")]
+    lines = C.csv_text(rows).split("\r\n")
+    lines[3] = lines[3].replace(",", ',"', 1)
+    out += [("empty", b"", ".csv"), ("random bytes", bytes(rng.randrange(1, 256) for _ in range(3000)), ".csv"),
+            ("quote never closed", "\r\n".join(lines).encode(), ".csv"),
+            ("zip bomb", C.zip_bomb_xlsx(good[".xlsx"]), ".xlsx"), ("entities", C.entity_xlsx(good[".xlsx"]), ".xlsx"),
+            ("ole as xlsx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), ".xlsx")]
+    return out
+
+
+def test_every_refusal_of_a_generated_bad_file_carries_a_rule_of_the_catalogue(monkeypatch):
+    """Whatever is wrong with a file, the reader that refuses it names an error rule of the catalogue,
+    never the catch-all (kept for the contract's file rules) nor an internal error."""
+    hit: dict[str, int] = {}
+    for limit in (None, "rows", "bytes"):
+        with monkeypatch.context() as mp:
+            if limit == "rows":
+                mp.setattr(readers, "MAX_ROWS", 3)
+            elif limit == "bytes":
+                mp.setenv("LAB2FAB_MAX_FILE_BYTES", "2000")
+            for case, data, suffix in _bad_files():
+                try:
+                    read(data, suffix)
+                except readers.SubmissionRejected as e:
+                    rule = INGEST_RULES.get(e.rule)
+                    assert rule is not None and rule.severity == "error", (case, e.rule, e.reason)
+                    assert e.rule not in ("ING.file.rejected", "ING.file.internal"), (case, e.reason)
+                    hit[e.rule] = hit.get(e.rule, 0) + 1
+    assert {"ING.file.damaged", "ING.file.type", "ING.file.size", "ING.file.unsafe", "ING.file.encoding",
+            "ING.file.header", "ING.file.columns", "ING.file.records"} <= set(hit), hit
 
 
 # ================================================================ end to end
@@ -717,7 +806,6 @@ def corpus_run(prefect_harness, tmp_path_factory):
         # huge.csv is ~300 kB, every other file < 20 kB; staging may run in worker processes, which
         # read the limit from the environment
         mp.setenv("LAB2FAB_MAX_FILE_BYTES", "100000")
-        mp.setattr(readers, "MAX_FILE_BYTES", 100_000)
         result = pipeline(data_dir=str(data_dir))
     return data_dir, exp, result, base
 
@@ -732,6 +820,18 @@ def test_every_file_is_loaded_superseded_or_rejected_with_a_reason(corpus_run):
             assert fragment in m.loc[path, "reason"], (path, m.loc[path, "reason"])
         if status in ("rejected", "duplicate", "superseded"):
             assert m.loc[path, "reason"], path
+    # Every reason is stored with the rule its raise site named, and only a reason has one.
+    assert (m.reason.isna() == m.reason_rule_id.isna()).all()
+    assert set(m.reason_rule_id.dropna()) <= set(INGEST_RULES)
+    by_fragment = {**TRICK_RULES, "replaced by a newer submission": "ING.file.superseded",
+                   "same content (sha256": "ING.file.duplicate", "not a valid Excel 97-2003 (.xls)": "ING.file.damaged",
+                   "encoding cannot be determined": "ING.file.encoding", "mostly UTF-8": "ING.file.encoding",
+                   "missing required column(s) status": "ING.file.columns", "unpacks to": "ING.file.size",
+                   "XML entity declarations": "ING.file.unsafe", "byte limit": "ING.file.size",
+                   "file type '.pdf' is not accepted": "ING.file.type"}
+    for path, (status, fragment) in exp.items():
+        if fragment:
+            assert m.loc[path, "reason_rule_id"] == by_fragment[fragment], (path, m.loc[path, "reason_rule_id"])
     assert (m.rows_read == m.rows_loaded + m.rows_quarantined).all()  # the pipeline checks it too
     assert result["files_seen"] == len(exp)
     f = m.loc[f"enrollment/HCMUT/{TERM}/ds_sinhvien.csv"]
@@ -798,7 +898,7 @@ def test_feedback_per_university_and_term(corpus_run, tmp_path):
     doc = lambda code, term=TERM: json.loads((tmp_path / code / f"{term}.json").read_text(encoding="utf-8"))  # noqa: E731
     assert doc("HUST")["status"] == "accepted" and doc("HUST")["reasons"][0]["rule_id"] == "ING.file.extra_columns"
     hcmut = doc("HCMUT")
-    assert hcmut["status"] == "accepted_with_warnings"
+    assert hcmut["status"] == "accepted_with_issues"  # rows quarantined (marts.submission_status says the same)
     reason = next(r for r in hcmut["reasons"] if r["rule_id"] == "ENR.gender.present")
     assert (reason["file"], reason["line"], reason["field"], reason["severity"]) == ("ds_sinhvien.csv", 10, "gender", "error")
     assert reason["message_vi"].startswith("Thiếu giới tính") and reason["original_values"]["gender"].startswith("'=")
@@ -810,13 +910,16 @@ def test_feedback_per_university_and_term(corpus_run, tmp_path):
     assert dut["status"] == "rejected" and dut["file_in_use"] is None
     assert {f["status"] for f in dut["files"]} == {"rejected"} and len(dut["files"]) == 8
     assert dut["reasons"][0]["rule_id"].startswith("ING.file.") and dut["reasons"][0]["message_vi"]
+    # the rule is the one stored beside the reason, and its Vietnamese text is the catalogue's
+    assert dut["reasons"][0]["rule_id"] == dut["latest_file"]["reason_rule_id"]
+    assert dut["reasons"][0]["message_vi"] == INGEST_RULES[dut["reasons"][0]["rule_id"]].message_vi
     cmc = doc("CMC")
     assert cmc["status"] == "accepted" and [f["status"] for f in cmc["files"]] == ["loaded", "superseded"]
     assert doc("PHENIKAA")["status"] == "accepted"
     tlu = doc("TLU")  # tricks are listed, but lock files and links do not hide the good file's result
     assert any(f["status"] == "rejected" for f in tlu["files"]) and tlu["file_in_use"]["file"] == "good.csv"
     md = (tmp_path / "HCMUT" / f"{TERM}.md").read_text(encoding="utf-8")
-    assert "Accepted with warnings / Đã chấp nhận, có cảnh báo" in md and "ENR.gender.present" in md
+    assert "Accepted, some rows quarantined / Đã chấp nhận, một số dòng bị cách ly" in md and "ENR.gender.present" in md
     assert "| 10 | gender |" in md
     mtime = (tmp_path / "HUST" / f"{TERM}.json").stat().st_mtime_ns
     (tmp_path / "HUST" / "2019-1.json").write_text("{}")  # stale: a term no longer in the manifest

@@ -110,9 +110,7 @@ def test_a_term_folder_swapped_for_a_link_after_the_scan_is_never_followed(tmp_p
     assert swapped.staged is None and swapped.rows_read == 0
     others = [s for s in subs if s.landed.path != target]  # the other university keeps its own verdict
     assert others and all("symbolic link" not in (s.reason or "") for s in others)
-    from transforms.publish.feedback import ingest_rule
-
-    assert ingest_rule(swapped.reason)[0] == "ING.file.link"
+    assert swapped.rule == "ING.file.link"  # named where the file was refused, stored beside the reason
 
 
 def test_a_file_replaced_after_the_scan_is_not_read_as_the_file_listed(tmp_path, two_universities):
@@ -173,10 +171,8 @@ def test_term_folders_after_the_current_term_or_outside_the_range_are_refused(tm
     capped = landing.TermWindow(first="2020-1", last="2025-2", current="2026-1")
     assert "after its last term 2025-2" in {f.relpath: f for f in landing.scan(zone, capped)}[
         f"enrollment/{uni.name}/2026-1/{files[0].name}"].problem
-    from transforms.publish.feedback import ingest_rule
-
-    assert ingest_rule(at("2031-1").problem)[0] == "ING.file.term_future"
-    assert ingest_rule(at("2019-2").problem)[0] == "ING.file.term_range"
+    assert at("2031-1").rule == "ING.file.term_future" and at("2026-2").rule == "ING.file.term_future"
+    assert at("2019-2").rule == "ING.file.term_range" and at("2026-1").rule is None
     subs = _stage(list(found.values()), tmp_path)
     refused = [s for s in subs if s.landed.term is None and s.landed.university_code == uni.name]
     assert len(refused) == 3 and all(s.status == "rejected" and s.rows_read == 0 for s in refused)

@@ -274,7 +274,7 @@ def uploads(app, portal_data):
         pages[kind] = r.text
         entries[kind] = app.state.state.uploads(code)[0]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(readers, "MAX_FILE_BYTES", 1000)
+        mp.setenv("LAB2FAB_MAX_FILE_BYTES", "1000")
         pages["too_large"] = upload(c, code, term, "big.csv", clean.read_bytes())
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LAB2FAB_TASK_RUNNER", "thread")

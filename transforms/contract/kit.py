@@ -57,6 +57,7 @@ class KitResult:
     verdict: str | None = None
     exit_code: int = 0
     reason: str | None = None
+    rule_id: str | None = None  # the ING.* rule of a rejected file's reason (transforms/contract/rules.py)
     rows: dict = field(default_factory=dict)
     history: dict = field(default_factory=dict)
     file_rules: list = field(default_factory=list)
@@ -144,7 +145,7 @@ def check_file(path: Path, university_code: str | None = None, term: str | None 
     with tempfile.TemporaryDirectory(prefix="lab2fab-kit-") as tmp:
         staged = stage_submissions([landed], KnownFiles({}, {}), Path(tmp), key=key, reference_dir=paths.reference)[0]
         if staged.status != "staged":
-            out.verdict, out.exit_code, out.reason = checks.REJECTED, 1, staged.reason
+            out.verdict, out.exit_code, out.reason, out.rule_id = checks.REJECTED, 1, staged.reason, staged.rule
             return out
         frame = pd.read_parquet(staged.staged)
     file_id = landed.file_id
@@ -177,6 +178,7 @@ def check_file(path: Path, university_code: str | None = None, term: str | None 
     verdict = checks.verdicts_of(results, files["file_id"]).iloc[0]
     out.verdict, out.reason = verdict["verdict"], verdict["reason"]
     out.exit_code = 1 if out.verdict == checks.REJECTED else 0
+    out.rule_id = "ING.file.rejected" if out.verdict == checks.REJECTED else None  # as the load records it
     summary = outcome.summary.iloc[0]
     if history is not None and isinstance(summary.get("prev_term"), str):
         out.history["previous_accepted_term"] = summary["prev_term"]

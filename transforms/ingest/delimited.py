@@ -64,7 +64,8 @@ def is_vietnamese_syllable(word: str) -> bool:
 def _cannot_determine(name: str, why: str) -> SubmissionRejected:
     return SubmissionRejected(
         f"{name}: the text encoding cannot be determined ({why}); it was not read, so no row of it is "
-        f"loaded. Accepted: UTF-8, UTF-16, Windows-1258, Windows-1252. {EXPORT_HINT}", format="csv")
+        f"loaded. Accepted: UTF-8, UTF-16, Windows-1258, Windows-1252. {EXPORT_HINT}", rule="ING.file.encoding",
+        format="csv")
 
 
 def _check_text(text: str, name: str, encoding: str) -> str:
@@ -251,7 +252,7 @@ def count_records(text: str, delimiter: str, name: str = "file") -> tuple[int, l
             raise SubmissionRejected(
                 f"{name}: not a readable CSV file: the quote (\") that opens a cell on line {line} is never closed, so "
                 f"every line after it would be read as one cell. Remove that quote or close it, and send the file again.",
-                format="csv")
+                rule="ING.file.records", format="csv")
         inside = _line_breaks(text, m.start(), m.end())
         if inside:
             p, ln = pos_line
@@ -275,7 +276,7 @@ def read_csv(text: str, name: str, aliases: AliasTable, required: set[str], enco
             raise SubmissionRejected(
                 f"{name}: not a readable CSV file: the quote (\") that opens a cell on line {first} is closed only on "
                 f"line {last}, so {last - first + 1} lines would be read as one cell. Remove that quote (or close it on "
-                f"line {first}) and send the file again.", format="csv", encoding=encoding)
+                f"line {first}) and send the file again.", rule="ING.file.records", format="csv", encoding=encoding)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     seen = [0]
     multi_line: list[tuple[int, int]] = []  # (line, fields) of records that span lines
@@ -298,18 +299,18 @@ def read_csv(text: str, name: str, aliases: AliasTable, required: set[str], enco
                     yield start, cells[:max_columns]
         except csv.Error as e:
             raise SubmissionRejected(f"{name}: not a readable CSV file near line {reader.line_num}: {e}. {EXPORT_HINT}",
-                                     format="csv", encoding=encoding) from None
+                                     rule="ING.file.damaged", format="csv", encoding=encoding) from None
 
     raw = build_table(rows(), [], aliases, required, name, "csv", encoding, max_rows=max_rows)
     if seen[0] != records:
         raise SubmissionRejected(
             f"{name}: not a readable CSV file: its line breaks and quotes make {records} records but the CSV reader "
-            f"found {seen[0]}. {EXPORT_HINT}", format="csv", encoding=encoding)
+            f"found {seen[0]}. {EXPORT_HINT}", rule="ING.file.records", format="csv", encoding=encoding)
     width = widths.get(raw.header_line)
     for line, fields in multi_line:
         if line > raw.header_line and fields != width:
             raise SubmissionRejected(
                 f"{name}: not a readable CSV file: a quoted cell on line {line} runs over several lines and leaves that "
                 f"record with {fields} fields where the header has {width}; a quote (\") was probably left open. "
-                "Fix that line and send the file again.", format="csv", encoding=encoding)
+                "Fix that line and send the file again.", rule="ING.file.records", format="csv", encoding=encoding)
     return raw

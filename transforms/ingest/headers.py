@@ -16,6 +16,8 @@ from typing import Iterable, Iterator
 
 import pandas as pd
 
+from transforms.contract.rules import check_rule
+
 HEADER_SEARCH_ROWS = 15  # non-blank rows (title, logo, notes) an office may put above the header
 MIN_HEADER_COLUMNS = 3  # a header row names at least this many known columns
 HEADER_BAND_ROWS = 3  # a merged header reaches at most this many rows below (or above) the header row
@@ -24,13 +26,20 @@ EXPORT_HINT = "Export it again as 'CSV UTF-8 (Comma delimited)' or save it as an
 
 
 class SubmissionRejected(Exception):
-    """The whole file cannot be read; `reason` says why and what to do next."""
+    """The whole file cannot be read; `reason` says why and what to do next, and `rule` is the
+    `ING.*` id of transforms/contract/rules.py it is refused under (stored beside the reason)."""
 
-    def __init__(self, reason: str, *, format: str | None = None, encoding: str | None = None):
+    def __init__(self, reason: str, *, rule: str, format: str | None = None, encoding: str | None = None):
         super().__init__(reason)
         self.reason = reason
+        self.rule = check_rule(rule)
         self.format = format
         self.encoding = encoding
+
+    def __reduce__(self):  # keyword arguments survive pickling (staging may run in worker processes)
+        from functools import partial
+
+        return partial(type(self), rule=self.rule, format=self.format, encoding=self.encoding), (self.reason,)
 
 
 # ---------------------------------------------------------------- names and aliases
@@ -245,7 +254,7 @@ def find_header(rows: Rows, merges: list[Merge], aliases: AliasTable, name: str)
         raise SubmissionRejected(
             f"{name}: no header row found: none of the first {HEADER_SEARCH_ROWS} non-blank rows names at least "
             f"{MIN_HEADER_COLUMNS} known columns (such as 'Mã sinh viên', 'Số CCCD', 'Giới tính'). Put the column "
-            "names in one row above the data (see docs/DATA_CONTRACT.md for accepted names).")
+            "names in one row above the data (see docs/DATA_CONTRACT.md for accepted names).", rule="ING.file.header")
     line = rows[best_i][0]
     top = bottom = line
     for c0, r0, c1, r1 in merges:
@@ -307,7 +316,7 @@ class MergeFill:
             self.budget -= c1 - c0 + 1
             if self.budget < 0:
                 raise SubmissionRejected(f"{self.name}: has more than {self.limit} merged cells; it was not read. "
-                                         "Unmerge the cells and save it again.", format=self.fmt)
+                                         "Unmerge the cells and save it again.", rule="ING.file.size", format=self.fmt)
             if len(cells) < c1:
                 cells = cells + [""] * (c1 - len(cells))
             for col in range(c0 - 1, c1):
@@ -339,7 +348,7 @@ def build_table(rows: Iterable[tuple[int, list[str]]], merges: list[Merge], alia
     try:
         line, last_header, titles = find_header(head, merges, aliases, name)
     except SubmissionRejected as e:
-        raise SubmissionRejected(e.reason, format=fmt, encoding=encoding) from None
+        raise SubmissionRejected(e.reason, rule=e.rule, format=fmt, encoding=encoding) from None
     columns: dict[str, int] = {}
     extra: list[str] = []
     for j, title in enumerate(titles):
@@ -353,7 +362,8 @@ def build_table(rows: Iterable[tuple[int, list[str]]], merges: list[Merge], alia
         found = ", ".join(f"'{t}'" for t in titles if t)
         raise SubmissionRejected(
             f"{name}: missing required column(s) {', '.join(missing)}; header row {line} has {found}. "
-            "Add the missing columns (see docs/DATA_CONTRACT.md for accepted names).", format=fmt, encoding=encoding)
+            "Add the missing columns (see docs/DATA_CONTRACT.md for accepted names).", rule="ING.file.columns",
+            format=fmt, encoding=encoding)
     picks = list(columns.values())
     names = list(columns)
     data_rows: list[list[str]] = []
@@ -367,7 +377,7 @@ def build_table(rows: Iterable[tuple[int, list[str]]], merges: list[Merge], alia
             over[0] += 1
             if over[0] > HEADER_SEARCH_ROWS:  # stop reading: the rest cannot be loaded anyway
                 raise SubmissionRejected(f"{name}: more than {max_rows} rows; split the file (e.g. by programme).",
-                                         format=fmt, encoding=encoding)
+                                         rule="ING.file.size", format=fmt, encoding=encoding)
             return
         n = len(cells)
         row = [cells[j] if j < n else "" for j in picks]
@@ -390,7 +400,7 @@ def build_table(rows: Iterable[tuple[int, list[str]]], merges: list[Merge], alia
         take(ln, fill(ln, cells) if fill else cells)
     if over[0]:
         raise SubmissionRejected(f"{name}: {len(data_rows) + over[0]} data rows exceed the limit of {max_rows}; split "
-                                 "the file (e.g. by programme).", format=fmt, encoding=encoding)
+                                 "the file (e.g. by programme).", rule="ING.file.size", format=fmt, encoding=encoding)
     frame = pd.DataFrame(data_rows, columns=names, dtype="string") if data_rows else \
         pd.DataFrame({c: pd.Series(dtype="string") for c in names})
     frame.insert(0, "line", pd.array(lines, dtype="Int64"))

@@ -27,13 +27,27 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from transforms.contract.rules import check_rule
 from transforms.vocabulary import CODE_RE, ROUND_RE, TERM_RE, term_index
 
 DATASETS = ("enrollment", "placements")
 RENAME_HINT = "rename it with letters, digits, spaces, '-', '_' or '.' and send it again"
 PROGRAMME_TZ = ZoneInfo("Asia/Ho_Chi_Minh")  # the programme's clock: a term begins on Vietnam's calendar
+
+
+class Refusal(NamedTuple):
+    """Why a file is refused before it is read: its `ING.*` rule (transforms/contract/rules.py),
+    stored beside the reason, and the details the office is told (`text`)."""
+
+    rule: str
+    text: str
+
+
+def _refusal(rule: str, text: str) -> Refusal:
+    return Refusal(check_rule(rule), text)
 
 
 @dataclass
@@ -47,6 +61,7 @@ class LandedFile:
     term: str | None = None
     round: str | None = None
     problem: str | None = None  # why the file is refused before it is read
+    rule: str | None = None  # the ING.* rule of `problem`
     sha256: str | None = None
     zone: str | None = None  # the landing zone the scan found it in: it is opened from there only
     device: int | None = None  # st_dev and st_ino the scan saw: a file swapped since is not read
@@ -85,11 +100,17 @@ def content_key(dataset: str, university_code: str | None, period: str | None, s
 
 class LandedFileRefused(OSError):
     """A listed file is not read: a folder on its path became a link, it was replaced since the scan,
-    or it is over the size limit. `reason` says which, for the manifest."""
+    or it is over the size limit. `reason` says which, for the manifest, and `rule` its ING.* id."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, *, rule: str):
         super().__init__(errno.ESTALE, reason)
         self.reason = reason
+        self.rule = check_rule(rule)
+
+    def __reduce__(self):  # OSError pickles its (errno, text) arguments, not ours
+        from functools import partial
+
+        return partial(type(self), rule=self.rule), (self.reason,)
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -110,7 +131,8 @@ def open_landed(f: LandedFile) -> int:
             fd = os.open(f.path, _FILE_FLAGS)
         except OSError as e:
             if e.errno == errno.ELOOP:
-                raise LandedFileRefused(f"{f.relpath}: is a symbolic link, not a file; it was not read") from None
+                raise LandedFileRefused(f"{f.relpath}: is a symbolic link, not a file; it was not read",
+                                        rule="ING.file.link") from None
             raise
     else:
         fd = _open_in_zone(f)
@@ -127,7 +149,8 @@ def _open_in_zone(f: LandedFile) -> int:
     try:
         parts = Path(f.path).relative_to(zone).parts
     except ValueError:
-        raise LandedFileRefused(f"{f.relpath}: is not inside the landing zone; it was not read") from None
+        raise LandedFileRefused(f"{f.relpath}: is not inside the landing zone; it was not read",
+                                rule="ING.file.link") from None
     fd = os.open(zone, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
     try:
         for i, part in enumerate(parts):
@@ -140,7 +163,8 @@ def _open_in_zone(f: LandedFile) -> int:
                     what = "the file" if last else f"the folder '{printable(where)}'"
                     raise LandedFileRefused(
                         f"{f.relpath}: {what} became a symbolic link (or another kind of entry) after the landing "
-                        "zone was scanned; it was not followed and nothing outside the landing zone was read") from None
+                        "zone was scanned; it was not followed and nothing outside the landing zone was read",
+                        rule="ING.file.link") from None
                 raise
             os.close(fd)
             fd = nxt
@@ -153,10 +177,11 @@ def _open_in_zone(f: LandedFile) -> int:
 def _check_is_scanned(fd: int, f: LandedFile) -> None:
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
-        raise LandedFileRefused(f"{f.relpath}: is not a regular file (a pipe, socket or device); it was not read")
+        raise LandedFileRefused(f"{f.relpath}: is not a regular file (a pipe, socket or device); it was not read",
+                                rule="ING.file.link")
     if f.inode is not None and (st.st_dev, st.st_ino) != (f.device, f.inode):
         raise LandedFileRefused(f"{f.relpath}: changed while it was being ingested (replaced by another file since the "
-                              "landing zone was scanned); the next run reads it again")
+                              "landing zone was scanned); the next run reads it again", rule="ING.file.unavailable")
 
 
 def hash_landed(f: LandedFile) -> str:
@@ -175,13 +200,14 @@ def read_landed(f: LandedFile, max_bytes: int) -> bytes:
         size = os.fstat(fh.fileno()).st_size
         if size > max_bytes:
             raise LandedFileRefused(f"{f.relpath}: {size} bytes is over the {max_bytes}-byte limit; it was not read. "
-                                  "Split the file (e.g. by programme) and send the parts.")
+                                  "Split the file (e.g. by programme) and send the parts.", rule="ING.file.size")
         data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise LandedFileRefused(f"{f.relpath}: grew over the {max_bytes}-byte limit while it was being read; split it.")
+        raise LandedFileRefused(f"{f.relpath}: grew over the {max_bytes}-byte limit while it was being read; split it.",
+                                rule="ING.file.size")
     if f.sha256 and hashlib.sha256(data).hexdigest() != f.sha256:
         raise LandedFileRefused(f"{f.relpath}: changed while it was being ingested (it is probably still being "
-                              "uploaded); the next run reads it again")
+                              "uploaded); the next run reads it again", rule="ING.file.unavailable")
     return data
 
 
@@ -218,19 +244,20 @@ class TermWindow:
         settings = CollectionSettings.from_reference(reference_dir)
         return cls(settings.first_term, settings.last_term, current_term(now))
 
-    def problem(self, term: str) -> str | None:
+    def problem(self, term: str) -> Refusal | None:
         """Why files of `term` are refused, or None."""
         t = term_index(term)
         if t > term_index(self.current):
-            return (f"folder '{term}' is a term after the current term {self.current} (by the clock in Vietnam); "
-                    "a term's files are taken once it has begun. Put the file in the folder of the term it "
-                    "describes and send it again")
+            return _refusal("ING.file.term_future",
+                            f"folder '{term}' is a term after the current term {self.current} (by the clock in "
+                            "Vietnam); a term's files are taken once it has begun. Put the file in the folder of the "
+                            "term it describes and send it again")
         if self.last and t > term_index(self.last):
-            return (f"folder '{term}' is outside the collection's terms (after its last term {self.last}, "
-                    "data/reference/collection.csv)")
+            return _refusal("ING.file.term_range", f"folder '{term}' is outside the collection's terms (after its last "
+                                                   f"term {self.last}, data/reference/collection.csv)")
         if self.first and t < term_index(self.first):
-            return (f"folder '{term}' is outside the collection's terms (before its first term {self.first}, "
-                    "data/reference/collection.csv)")
+            return _refusal("ING.file.term_range", f"folder '{term}' is outside the collection's terms (before its "
+                                                   f"first term {self.first}, data/reference/collection.csv)")
         return None
 
 
@@ -263,63 +290,76 @@ def printable(text: str) -> str:
     return "".join(out)
 
 
-def name_problem(name: str) -> str | None:
+def name_problem(name: str) -> Refusal | None:
     """Why a file name is refused, or None. Names are data, never paths."""
     if any(0xDC80 <= ord(c) <= 0xDCFF for c in name):
-        return f"file name is not valid UTF-8 text; {RENAME_HINT}"
+        return _refusal("ING.file.name", f"file name is not valid UTF-8 text; {RENAME_HINT}")
     cats = {unicodedata.category(c) for c in name}
     if cats & {"Cc", "Zl", "Zp"}:
-        return f"file name contains control characters; {RENAME_HINT}"
+        return _refusal("ING.file.name", f"file name contains control characters; {RENAME_HINT}")
     if "Cf" in cats:
-        return f"file name contains invisible formatting characters (such as a right-to-left override); {RENAME_HINT}"
+        return _refusal("ING.file.name", "file name contains invisible formatting characters (such as a right-to-left "
+                                         f"override); {RENAME_HINT}")
     if "\\" in name:
-        return f"file name contains a backslash, which Windows reads as a folder separator; {RENAME_HINT}"
+        return _refusal("ING.file.name", f"file name contains a backslash, which Windows reads as a folder separator; "
+                                         f"{RENAME_HINT}")
     if name.startswith("-"):
-        return f"file name starts with '-', which command-line tools read as an option; {RENAME_HINT}"
+        return _refusal("ING.file.name", f"file name starts with '-', which command-line tools read as an option; "
+                                         f"{RENAME_HINT}")
     if name.startswith(("~$", ".~lock")):
-        return "temporary lock file of an open spreadsheet (Excel or LibreOffice), not a submission"
+        return _refusal("ING.file.hidden",
+                        "temporary lock file of an open spreadsheet (Excel or LibreOffice), not a submission")
     if name.startswith("."):
-        return "hidden file, not a submission"
+        return _refusal("ING.file.hidden", "hidden file, not a submission")
     return None
+
+
+def _location(text: str) -> Refusal:
+    return _refusal("ING.file.location", text)
 
 
 def _classify(dataset: str, parts: tuple[str, ...], window: TermWindow | None = None) -> dict:
     parts = tuple(printable(p) for p in parts)
     if dataset == "enrollment":
         if len(parts) != 3:
-            return {"problem": "not in an enrollment/<UNIVERSITY_CODE>/<TERM>/ folder (the file is at the wrong depth)"}
+            return {"refusal": _location("not in an enrollment/<UNIVERSITY_CODE>/<TERM>/ folder (the file is at the "
+                                         "wrong depth)")}
         code, term = parts[0], parts[1]
         if not CODE_RE.match(code):
-            return {"problem": f"folder '{code}' is not a university registry code"}
+            return {"refusal": _location(f"folder '{code}' is not a university registry code")}
         if not TERM_RE.match(term):
-            return {"university_code": code, "problem": f"folder '{term}' is not a term like 2024-1"}
+            return {"university_code": code, "refusal": _location(f"folder '{term}' is not a term like 2024-1")}
         refused = window.problem(term) if window is not None else None
         if refused:  # not a term of the collection: recorded without a term, so no mart counts it
-            return {"university_code": code, "problem": refused}
+            return {"university_code": code, "refusal": refused}
         return {"university_code": code, "term": term}
     if len(parts) != 2:
-        return {"problem": "not in a placements/<ROUND>/ folder (the file is at the wrong depth)"}
+        return {"refusal": _location("not in a placements/<ROUND>/ folder (the file is at the wrong depth)")}
     if not ROUND_RE.match(parts[0]):
-        return {"problem": f"folder '{parts[0]}' is not a round like 2026H1"}
+        return {"refusal": _location(f"folder '{parts[0]}' is not a round like 2026H1")}
     return {"round": parts[0]}
 
 
-def _link_problem(full: Path, landing: Path, kind: str) -> str:
+def _link_problem(full: Path, landing: Path, kind: str) -> Refusal:
     try:
         target = full.resolve()
     except (OSError, RuntimeError):  # a loop
-        return f"symbolic link ({kind}) that cannot be resolved; the portal writes files, not links"
-    if not target.exists():
-        return f"symbolic link ({kind}) pointing to nothing; the portal writes files, not links"
-    if not target.is_relative_to(landing):
-        return f"symbolic link ({kind}) pointing outside the landing zone; it was not followed"
-    return f"symbolic link ({kind}) inside the landing zone; the portal writes files, not links, so it was not followed"
+        text = f"symbolic link ({kind}) that cannot be resolved; the portal writes files, not links"
+    else:
+        if not target.exists():
+            text = f"symbolic link ({kind}) pointing to nothing; the portal writes files, not links"
+        elif not target.is_relative_to(landing):
+            text = f"symbolic link ({kind}) pointing outside the landing zone; it was not followed"
+        else:
+            text = (f"symbolic link ({kind}) inside the landing zone; the portal writes files, not links, so it was "
+                    "not followed")
+    return _refusal("ING.file.link", text)
 
 
 def scan(landing: Path, window: TermWindow | None = None) -> list[LandedFile]:
     """Every entry under the dataset folders, in submission order (folder, then time received, then name).
 
-    Nothing is skipped silently: what cannot be a submission is listed with its `problem`.
+    Nothing is skipped silently: what cannot be a submission is listed with its `problem` and `rule`.
     `window` (default: from the reference folder's collection settings and the clock) says which
     term folders are taken.
     """
@@ -331,21 +371,23 @@ def scan(landing: Path, window: TermWindow | None = None) -> list[LandedFile]:
         if not root.is_dir():
             continue
 
-        def entry(full: Path, problem: str | None = None, st: os.stat_result | None = None) -> LandedFile:
+        def entry(full: Path, problem: Refusal | None = None, st: os.stat_result | None = None) -> LandedFile:
             rel = printable(full.relative_to(landing).as_posix())
             parts = full.relative_to(root).parts
             if any(0xDC80 <= ord(c) <= 0xDCFF for c in str(full)):  # not UTF-8: never read, and kept serialisable
                 full = Path(printable(str(full)))
-            item = LandedFile(dataset, full, rel, st.st_size if st else 0, st.st_mtime if st else 0.0,
-                              **_classify(dataset, parts, window), zone=str(landing),
-                              device=st.st_dev if st else None, inode=st.st_ino if st else None)
-            item.problem = problem or item.problem
-            return item
+            place = _classify(dataset, parts, window)
+            refusal = place.pop("refusal", None)
+            problem = problem or refusal  # what the scan saw (a link, a bad name) before where the file is
+            return LandedFile(dataset, full, rel, st.st_size if st else 0, st.st_mtime if st else 0.0, **place,
+                              problem=problem.text if problem else None, rule=problem.rule if problem else None,
+                              zone=str(landing), device=st.st_dev if st else None, inode=st.st_ino if st else None)
 
         def unreadable(err: OSError) -> None:
             full = Path(err.filename) if err.filename else root
-            found.append(entry(full, f"folder could not be listed ({err.strerror or type(err).__name__}); its files "
-                                     "were not seen. Check the folder's permissions."))
+            found.append(entry(full, _refusal(
+                "ING.file.unavailable", f"folder could not be listed ({err.strerror or type(err).__name__}); its files "
+                                        "were not seen. Check the folder's permissions.")))
 
         for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
             dirnames.sort()
@@ -359,16 +401,18 @@ def scan(landing: Path, window: TermWindow | None = None) -> list[LandedFile]:
                 try:
                     st = full.lstat()
                 except FileNotFoundError:
-                    found.append(entry(full, "the file disappeared while the landing zone was being read (moved or "
-                                             "replaced during upload?); if it is back, the next run reads it"))
+                    found.append(entry(full, _refusal(
+                        "ING.file.unavailable", "the file disappeared while the landing zone was being read (moved or "
+                                                "replaced during upload?); if it is back, the next run reads it")))
                     continue
                 except OSError as e:
-                    found.append(entry(full, f"the file could not be examined ({e.strerror or type(e).__name__})"))
+                    found.append(entry(full, _refusal(
+                        "ING.file.unavailable", f"the file could not be examined ({e.strerror or type(e).__name__})")))
                     continue
                 if stat.S_ISLNK(st.st_mode):
                     problem = _link_problem(full, landing, "to a file")
                 elif not stat.S_ISREG(st.st_mode):
-                    problem = "not a regular file (a pipe, socket or device); it was not read"
+                    problem = _refusal("ING.file.link", "not a regular file (a pipe, socket or device); it was not read")
                 else:
                     problem = name_problem(name)
                 found.append(entry(full, problem, st))

@@ -26,7 +26,7 @@ _VALUE_CELLS = {0x0203, 0x027E, 0x00FD, 0x0204, 0x00D6, _BOOLERR, _FORMULA}  # N
 
 def _xls_error(name: str, what: str) -> SubmissionRejected:
     return SubmissionRejected(f"{name}: is not a valid Excel 97-2003 (.xls) workbook: {what}. Open it in Excel and save "
-                              "it again as an Excel Workbook (.xlsx).", format="xls")
+                              "it again as an Excel Workbook (.xlsx).", rule="ING.file.damaged", format="xls")
 
 
 class _Cells:
@@ -46,7 +46,7 @@ class _Cells:
                 raise SubmissionRejected(
                     f"{self.name}: sheet '{self.sheet}': cell at row {row}, column {col} is written twice; one would "
                     "overwrite the other, so the file was not read. Open it in Excel, check that row, and save it "
-                    "again.", format=self.fmt)
+                    "again.", rule="ING.file.records", format=self.fmt)
         if self.seen is not None:
             self.seen.add(key)
         else:
@@ -90,7 +90,7 @@ def scan_xls(data: bytes, name: str, limits: L.Limits, deadline: L.Deadline) -> 
                 at[offset] = raw.decode("utf-16-le" if wide else "latin-1", "replace")
         elif kind == _FILEPASS:
             raise SubmissionRejected(f"{name}: is a password-protected workbook; remove the password and send it again.",
-                                     format="xls")
+                                     rule="ING.file.type", format="xls")
         elif kind == _BOF:
             title = at.get(pos)
             if title is not None:
@@ -116,7 +116,8 @@ def scan_xls(data: bytes, name: str, limits: L.Limits, deadline: L.Deadline) -> 
                 sheet.merges += count
                 if sheet.merges > limits.max_merges:
                     raise SubmissionRejected(f"{name}: a sheet has more than {limits.max_merges} merged ranges, over the "
-                                             "limit; it was not read. Unmerge the cells and save it again.", format="xls")
+                                             "limit; it was not read. Unmerge the cells and save it again.",
+                                             rule="ING.file.size", format="xls")
             elif kind == _EOF:
                 sheet = cells = None
         pos = body + size
@@ -212,7 +213,7 @@ def scan_xlsb(data: bytes, name: str, limits: L.Limits, deadline: L.Deadline) ->
                 if s.merges > limits.max_merges:
                     raise SubmissionRejected(f"{name}: sheet '{title}' has more than {limits.max_merges} merged ranges, "
                                              "over the limit; it was not read. Unmerge the cells and save it again.",
-                                             format=fmt)
+                                             rule="ING.file.size", format=fmt)
                 s.merge_ranges.append((c0 + 1, r0 + 1, c1 + 1, r1 + 1))
         deadline.check()
     for info in z.infos:  # the rest calamine may read: sizes and CRCs checked, within the cap

@@ -69,20 +69,21 @@ class Deadline:
             raise SubmissionRejected(
                 f"{self.name}: reading it would exceed the limit of {self.seconds:g} seconds per file (the time limit, "
                 "LAB2FAB_FILE_TIME_LIMIT); it was not loaded. Split the file (e.g. by programme) and send the parts.",
-                format=self.fmt)
+                rule="ING.file.size", format=self.fmt)
 
 
 def over_memory(name: str, fmt: str, needed: int, budget: int, what: str) -> SubmissionRejected:
     return SubmissionRejected(
         f"{name}: {what} would need about {needed // MiB} MiB to read, over the {budget}-byte limit on memory per "
         f"file (the memory limit: the larger of 256 MiB and 8 times the file's size); it was not read. Split the data into smaller files, "
-        "or delete the unused rows and columns far from the table and save it again.", format=fmt)
+        "or delete the unused rows and columns far from the table and save it again.", rule="ING.file.size",
+        format=fmt)
 
 
-def _unreadable(name: str, fmt: str, what: str) -> SubmissionRejected:
+def _unreadable(name: str, fmt: str, what: str, rule: str = "ING.file.damaged") -> SubmissionRejected:
     label = fmt.upper()
     return SubmissionRejected(f"{name}: is not a valid {label} file: {what}. Open it in the spreadsheet program and save "
-                              "it again.", format=fmt)
+                              "it again.", rule=rule, format=fmt)
 
 
 # ---------------------------------------------------------------- what a sheet holds
@@ -144,18 +145,19 @@ class _Inflater:
         except Exception:  # BadZipFile, NotImplementedError (unknown zip version), struct errors, ...
             raise _unreadable(name, fmt, "it is damaged, or not a workbook") from None
         if len(self.infos) > limits.max_members:
-            raise _unreadable(name, fmt, f"it holds {len(self.infos)} parts, over the {limits.max_members} limit")
+            raise _unreadable(name, fmt, f"it holds {len(self.infos)} parts, over the {limits.max_members} limit",
+                              "ING.file.size")
         declared = sum(i.file_size for i in self.infos)
         if declared > limits.max_unpacked:
             raise SubmissionRejected(
                 f"{name}: unpacks to {declared} bytes, over the {limits.max_unpacked}-byte limit (a damaged file or a "
-                "zip bomb); it was not opened. Split the data into smaller files.", format=fmt)
+                "zip bomb); it was not opened. Split the data into smaller files.", rule="ING.file.size", format=fmt)
         self.by_name = {i.filename: i for i in self.infos}
 
     def chunks(self, info: zipfile.ZipInfo) -> Iterator[bytes]:
         if info.flag_bits & 0x1:
             raise SubmissionRejected(f"{self.name}: is a password-protected workbook; remove the password and send it "
-                                     "again.", format=self.fmt)
+                                     "again.", rule="ING.file.type", format=self.fmt)
         start = info.header_offset
         head = self.data[start:start + 30]
         if len(head) < 30 or head[:4] != b"PK\x03\x04":
@@ -170,7 +172,7 @@ class _Inflater:
                 if not k and (b"<!DOCTYPE" in piece or b"<!ENTITY" in piece):
                     raise SubmissionRejected(
                         f"{self.name}: contains XML entity declarations or external references, which are not "
-                        "allowed (a crafted file); it was not read.", format=self.fmt)
+                        "allowed (a crafted file); it was not read.", rule="ING.file.unsafe", format=self.fmt)
                 out += len(piece)
                 self._count(len(piece))
                 crc = zlib.crc32(piece, crc)
@@ -193,7 +195,7 @@ class _Inflater:
                     if not out and (b"<!DOCTYPE" in piece or b"<!ENTITY" in piece):
                         raise SubmissionRejected(
                             f"{self.name}: contains XML entity declarations or external references, which are not "
-                            "allowed (a crafted file); it was not read.", format=self.fmt)
+                            "allowed (a crafted file); it was not read.", rule="ING.file.unsafe", format=self.fmt)
                     out += len(piece)
                     if out > info.file_size:
                         break
@@ -208,7 +210,7 @@ class _Inflater:
             raise SubmissionRejected(
                 f"{self.name}: is not a valid {self.fmt.upper()} file: part {info.filename} unpacks to a different size "
                 "or content than its zip headers declare (a damaged file or a zip bomb); it was not opened.",
-                format=self.fmt)
+                rule="ING.file.damaged", format=self.fmt)
 
     def read_small(self, member: str) -> bytes | None:
         info = self.by_name.get(member)
@@ -224,7 +226,7 @@ class _Inflater:
             raise SubmissionRejected(
                 f"{self.name}: unpacks to more than {self.limits.max_unpacked} bytes, over the {self.limits.max_unpacked}"
                 "-byte limit (a damaged file or a zip bomb); it was not read. Split the data into smaller files.",
-                format=self.fmt)
+                rule="ING.file.size", format=self.fmt)
         self.deadline.check()
 
 
@@ -292,7 +294,7 @@ def _overwrite(name: str, fmt: str, sheet: str, where: str) -> SubmissionRejecte
     return SubmissionRejected(
         f"{name}: sheet '{sheet}': {where}; one row or cell would overwrite another (a file written by a faulty "
         "program, or edited by hand), so it was not read and no row of it is loaded. Open it in Excel, check those "
-        "rows, and save it again.", format=fmt)
+        "rows, and save it again.", rule="ING.file.records", format=fmt)
 
 
 def _scan_xlsx_sheet(chunks: Iterator[bytes], name: str, fmt: str, limits: Limits, deadline: Deadline,
@@ -363,7 +365,7 @@ def _scan_xlsx_sheet(chunks: Iterator[bytes], name: str, fmt: str, limits: Limit
         if s.merges > limits.max_merges:
             raise SubmissionRejected(
                 f"{name}: sheet '{sheet}' has more than {limits.max_merges} merged ranges, over the limit; it was "
-                "not read. Unmerge the cells and save it again.", format=fmt)
+                "not read. Unmerge the cells and save it again.", rule="ING.file.size", format=fmt)
     return s
 
 
@@ -440,7 +442,8 @@ def scan_xlsx(data: bytes, name: str, fmt: str, limits: Limits, deadline: Deadli
         what = type(e).__name__
         if what in ("EntitiesForbidden", "DTDForbidden", "ExternalReferenceForbidden", "NotSupportedError"):
             raise SubmissionRejected(f"{name}: contains XML entity declarations or external references, which are not "
-                                     "allowed (a crafted file); it was not read.", format=fmt) from None
+                                     "allowed (a crafted file); it was not read.", rule="ING.file.unsafe",
+                                     format=fmt) from None
         raise _unreadable(name, fmt, f"its workbook part cannot be read ({what})") from None
     scan = WorkbookScan({})
     budget = limits.memory_budget(len(data))
@@ -531,7 +534,7 @@ def scan_ods(data: bytes, name: str, limits: Limits, deadline: Deadline) -> Work
                     if s.merges > limits.max_merges:
                         raise SubmissionRejected(
                             f"{name}: a sheet has more than {limits.max_merges} merged ranges, over the limit; it was "
-                            "not read. Unmerge the cells and save it again.", format=fmt)
+                            "not read. Unmerge the cells and save it again.", rule="ING.file.size", format=fmt)
                     s.merge_ranges.append((col + 1, row + 1, col + cs, row + rs))
                 col += repeat
                 if col > 1 << 16:

@@ -12,11 +12,12 @@ import re
 import unicodedata
 import hmac
 import logging
-import os
 import secrets
 from pathlib import Path
 
 import pandas as pd
+
+from transforms.config import settings
 
 KEY_ENV = "LAB2FAB_PSEUDONYM_KEY"
 BLOCK_ENV = "LAB2FAB_PSEUDONYM_SECRET_BLOCK"
@@ -28,14 +29,13 @@ class PseudonymKeyError(RuntimeError):
 
 
 def load_key(secrets_dir: Path, *, allow_demo_key: bool = True) -> bytes:
-    value = os.environ.get(KEY_ENV)
-    if value:
-        return value.encode()
-    block = os.environ.get(BLOCK_ENV)
-    if block:
+    s = settings()
+    if s.pseudonym_key:
+        return s.pseudonym_key.get_secret_value().encode()
+    if s.pseudonym_secret_block:
         from prefect.blocks.system import Secret
 
-        return Secret.load(block).get().encode()
+        return Secret.load(s.pseudonym_secret_block).get().encode()
     key_file = secrets_dir / "pseudonym.key"
     if key_file.exists():
         return key_file.read_text().strip().encode()

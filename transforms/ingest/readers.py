@@ -12,8 +12,8 @@ What is accepted (tests/test_ingestion.py and tests/test_readers_physical.py bui
 * Workbooks .xlsx, .xlsm, .xls, .xlsb and .ods, read by python-calamine:
   transforms/ingest/spreadsheet.py (sheet choice, error cells), after a bounded scan of the file
   (transforms/ingest/limits.py). Title rows, merged and two-row headers: transforms/ingest/headers.py.
-* Every file within `MAX_FILE_BYTES`, at most max(256 MiB, 8x its size) of extra memory and
-  `FILE_TIME_LIMIT` seconds; past a limit the file is refused with a reason naming it.
+* Every file within `max_file_bytes()`, at most max(256 MiB, 8x its size) of extra memory and
+  `file_time_limit()` seconds; past a limit the file is refused with a reason naming it.
 
 The limits are module constants here (tests lower them); a deployment sets the size limit with
 LAB2FAB_MAX_FILE_BYTES and the time limit with LAB2FAB_FILE_TIME_LIMIT, which staging worker
@@ -27,6 +27,7 @@ import os
 import stat
 from pathlib import Path
 
+from transforms.config import settings
 from transforms.ingest import limits as _limits
 from transforms.ingest.delimited import decode, is_vietnamese_syllable, read_csv
 from transforms.ingest.headers import (EXPORT_HINT, HEADER_SEARCH_ROWS, MIN_HEADER_COLUMNS, AliasLookup, AliasTable,
@@ -38,8 +39,14 @@ __all__ = ["AliasLookup", "AliasTable", "RawTable", "SubmissionRejected", "Submi
            "exact_key", "header_key", "is_vietnamese_syllable", "parse_submission", "read_landed_bytes",
            "read_submission", "EXPORT_HINT", "HEADER_SEARCH_ROWS", "MIN_HEADER_COLUMNS"]
 
-MAX_FILE_BYTES = int(os.environ.get("LAB2FAB_MAX_FILE_BYTES") or 200 * 1024 * 1024)
-FILE_TIME_LIMIT = float(os.environ.get("LAB2FAB_FILE_TIME_LIMIT") or 60)  # seconds to read one file
+def max_file_bytes() -> int:
+    """The size limit on one file (`LAB2FAB_MAX_FILE_BYTES`), read when asked, not at import."""
+    return settings().max_file_bytes
+
+
+def file_time_limit() -> float:
+    """Seconds to read one file (`LAB2FAB_FILE_TIME_LIMIT`)."""
+    return settings().file_time_limit
 MAX_ROWS = 2_000_000
 MAX_COLUMNS = 1024  # cells further right than this are outside any table an office sends
 MAX_XLSX_UNCOMPRESSED = 1024 * 1024 * 1024  # zip-bomb guard: what a workbook's parts inflate to, in all
@@ -53,9 +60,9 @@ TEXT_SUFFIXES = (".csv", ".txt", ".tsv")
 
 def limits() -> _limits.Limits:
     """The limits in force (read at each call, so that tests and deployments can change them)."""
-    return _limits.Limits(max_file_bytes=MAX_FILE_BYTES, max_rows=MAX_ROWS, max_columns=MAX_COLUMNS,
+    return _limits.Limits(max_file_bytes=max_file_bytes(), max_rows=MAX_ROWS, max_columns=MAX_COLUMNS,
                           max_unpacked=MAX_XLSX_UNCOMPRESSED, max_members=MAX_XLSX_MEMBERS,
-                          max_merged_cells=MAX_MERGED_CELLS, max_merges=MAX_MERGES, time_limit=FILE_TIME_LIMIT)
+                          max_merged_cells=MAX_MERGED_CELLS, max_merges=MAX_MERGES, time_limit=file_time_limit())
 
 
 def read_landed_bytes(path: Path, name: str, expected_sha256: str | None = None) -> bytes:
@@ -65,21 +72,25 @@ def read_landed_bytes(path: Path, name: str, expected_sha256: str | None = None)
         fd = os.open(path, flags)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise SubmissionRejected(f"{name}: is a symbolic link, not a file; it was not read.") from None
+            raise SubmissionRejected(f"{name}: is a symbolic link, not a file; it was not read.",
+                                     rule="ING.file.link") from None
         raise
+    limit = max_file_bytes()
     with os.fdopen(fd, "rb") as fh:
         st = os.fstat(fh.fileno())
         if not stat.S_ISREG(st.st_mode):
-            raise SubmissionRejected(f"{name}: is not a regular file (a pipe, socket or device); it was not read.")
-        if st.st_size > MAX_FILE_BYTES:
-            raise SubmissionRejected(f"{name}: {st.st_size} bytes is over the {MAX_FILE_BYTES}-byte limit; it was not "
-                                     "read. Split the file (e.g. by programme) and send the parts.")
-        data = fh.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise SubmissionRejected(f"{name}: grew over the {MAX_FILE_BYTES}-byte limit while it was being read; split it.")
+            raise SubmissionRejected(f"{name}: is not a regular file (a pipe, socket or device); it was not read.",
+                                     rule="ING.file.link")
+        if st.st_size > limit:
+            raise SubmissionRejected(f"{name}: {st.st_size} bytes is over the {limit}-byte limit; it was not "
+                                     "read. Split the file (e.g. by programme) and send the parts.", rule="ING.file.size")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise SubmissionRejected(f"{name}: grew over the {limit}-byte limit while it was being read; split it.",
+                                 rule="ING.file.size")
     if expected_sha256 and hashlib.sha256(data).hexdigest() != expected_sha256:
         raise SubmissionRejected(f"{name}: changed while it was being ingested (it is probably still being uploaded); "
-                                 "the next run reads it again.")
+                                 "the next run reads it again.", rule="ING.file.unavailable")
     return data
 
 
@@ -87,10 +98,11 @@ def parse_submission(data: bytes, suffix: str, aliases: AliasTable, required: se
                      sheet: str | None = None) -> RawTable:
     """A file's bytes as a RawTable, by its type. Raises SubmissionRejected with a reason the sender can act on."""
     suffix = suffix.lower()
-    if len(data) > MAX_FILE_BYTES:
-        raise SubmissionRejected(f"{name}: {len(data)} bytes is over the {MAX_FILE_BYTES}-byte limit; split the file.")
+    if len(data) > (limit := max_file_bytes()):
+        raise SubmissionRejected(f"{name}: {len(data)} bytes is over the {limit}-byte limit; split the file.",
+                                 rule="ING.file.size")
     if not data:
-        raise SubmissionRejected(f"{name}: the file is empty.")
+        raise SubmissionRejected(f"{name}: the file is empty.", rule="ING.file.type")
     lim = limits()
     fmt = SPREADSHEET_SUFFIXES.get(suffix)
     if fmt is not None:
@@ -99,7 +111,7 @@ def parse_submission(data: bytes, suffix: str, aliases: AliasTable, required: se
     elif suffix in TEXT_SUFFIXES:
         if data.startswith(b"PK\x03\x04") or data.startswith(OLE_MAGIC):
             raise SubmissionRejected(f"{name}: is a spreadsheet saved with a '{suffix}' name, not text; send it as "
-                                     "'.xlsx' or export it as 'CSV UTF-8'.", format="csv")
+                                     "'.xlsx' or export it as 'CSV UTF-8'.", rule="ING.file.type", format="csv")
         deadline = _limits.Deadline(lim.time_limit, name, "csv")
         text, encoding = decode(data, name)
         deadline.check()
@@ -107,11 +119,12 @@ def parse_submission(data: bytes, suffix: str, aliases: AliasTable, required: se
                        deadline=deadline)
     else:
         raise SubmissionRejected(f"{name}: file type '{suffix or 'none'}' is not accepted; send CSV (.csv) or Excel "
-                                 "(.xlsx, .xls) or OpenDocument (.ods).")
+                                 "(.xlsx, .xls) or OpenDocument (.ods).", rule="ING.file.type")
     deadline.check()
     if raw.physical_records != len(raw.frame):  # the accounting every later step relies on
         raise SubmissionRejected(f"{name}: {raw.physical_records} records in the file but {len(raw.frame)} rows read; "
-                                 "it was not loaded (an internal check).", format=raw.format, encoding=raw.encoding)
+                                 "it was not loaded (an internal check).", rule="ING.file.records", format=raw.format,
+                                 encoding=raw.encoding)
     return raw
 
 

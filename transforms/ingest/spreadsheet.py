@@ -22,9 +22,9 @@ OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 FORMATS = ("xlsx", "xlsm", "xls", "xlsb", "ods")
 
 
-def _error(name: str, fmt: str, what: str) -> SubmissionRejected:
+def _error(name: str, fmt: str, what: str, rule: str = "ING.file.damaged") -> SubmissionRejected:
     return SubmissionRejected(f"{name}: {what}. Open it in Excel and save it again as an Excel Workbook (.xlsx).",
-                              format=fmt)
+                              rule=rule, format=fmt)
 
 
 def scan(data: bytes, fmt: str, name: str, limits: L.Limits, deadline: L.Deadline) -> L.WorkbookScan:
@@ -37,7 +37,7 @@ def scan(data: bytes, fmt: str, name: str, limits: L.Limits, deadline: L.Deadlin
     else:
         if data.startswith(OLE_MAGIC):
             raise _error(name, fmt, "is a password-protected workbook or an old Excel 97-2003 file with an "
-                                    f".{fmt} name; remove the password")
+                                    f".{fmt} name; remove the password", "ING.file.type")
         if not data.startswith(b"PK"):
             raise _error(name, fmt, f"is not a valid {fmt.upper()} file (damaged, or not a workbook)")
         if fmt == "ods":
@@ -89,14 +89,14 @@ def read_workbook(data: bytes, fmt: str, name: str, aliases: AliasTable, require
         sheets = [(m.name, m.visible == SheetVisibleEnum.Visible) for m in wb.sheets_metadata
                   if m.typ == SheetTypeEnum.WorkSheet]
         if not sheets:
-            raise _error(name, fmt, "has no worksheet")
+            raise _error(name, fmt, "has no worksheet", "ING.file.sheet")
         if sheet is not None:
             chosen = [s for s in sheets if s[0] == sheet] or [s for s in sheets if header_key(s[0]) == header_key(sheet)]
             if not chosen:
                 raise SubmissionRejected(
                     f"{name}: has no sheet named '{sheet}' (its sheets: {', '.join(s[0] for s in sheets)}). Put the "
                     f"data in a sheet named '{sheet}', or ask the programme office to change the sheet setting.",
-                    format=fmt)
+                    rule="ING.file.sheet", format=fmt)
             candidates = chosen[:1]
         else:  # the first visible sheet with a header; hidden sheets (lookup lists) last
             candidates = [s for s in sheets if s[1]] + [s for s in sheets if not s[1]]
@@ -115,7 +115,8 @@ def read_workbook(data: bytes, fmt: str, name: str, aliases: AliasTable, require
             merges = [(c0, r0, min(c1, limits.max_columns), r1) for c0, r0, c1, r1 in merges if c0 <= limits.max_columns]
             if len(merges) > limits.max_merges:
                 raise SubmissionRejected(f"{name}: sheet '{title}' has more than {limits.max_merges} merged ranges, over "
-                                         "the limit; it was not read. Unmerge the cells and save it again.", format=fmt)
+                                         "the limit; it was not read. Unmerge the cells and save it again.",
+                                         rule="ING.file.size", format=fmt)
             try:
                 return build_table(_rows(ws, sheet_scan, limits.max_columns, deadline), merges, aliases, required,
                                    name, fmt, None, title, max_rows=limits.max_rows,
@@ -123,12 +124,12 @@ def read_workbook(data: bytes, fmt: str, name: str, aliases: AliasTable, require
             except SubmissionRejected as e:
                 if first_problem is None:
                     first_problem = e
-                if not e.reason.startswith(f"{name}: no header row found"):
+                if e.rule != "ING.file.header":  # only a sheet without a header lets the next sheet try
                     raise
         if len(candidates) > 1:
             raise SubmissionRejected(first_problem.reason.replace(
                 ": no header row found:", f": no header row found in any of its {len(candidates)} sheets:", 1),
-                format=fmt)
+                rule=first_problem.rule, format=fmt)
         raise first_problem
     finally:
         wb.close()
@@ -139,5 +140,5 @@ def _unreadable(name: str, fmt: str, e: Exception) -> SubmissionRejected:
     # The exception text may quote cell contents: it goes to the log, not into the manifest.
     logging.getLogger(__name__).info("%s: cannot be read as %s: %s: %s", name, fmt.upper(), what, str(e)[:500])
     if what == "PasswordError":
-        return _error(name, fmt, "is a password-protected workbook; remove the password")
+        return _error(name, fmt, "is a password-protected workbook; remove the password", "ING.file.type")
     return _error(name, fmt, f"cannot be read as {fmt.upper()} ({what})")

@@ -27,7 +27,6 @@ from transforms.ingest.readers import AliasTable, SubmissionRejected, parse_subm
 from transforms.warehouse.db import AccountingError
 from transforms.warehouse.db import forget_periods as forget
 from transforms.warehouse.db import set_state
-from transforms import faults
 
 VALIDATION_BATCH_ROWS = 300_000  # bounds memory: staged files are validated this many rows at a time
 STAGING_COLUMNS = {
@@ -52,6 +51,7 @@ class Submission:
     extra_columns: list[str] = field(default_factory=list)
     rows_read: int = 0
     staged: Path | None = None
+    rule: str | None = None  # the ING.* rule of `reason` (transforms/contract/rules.py)
 
     def __post_init__(self) -> None:
         # A reason may quote header titles or cells, and extra columns are header titles: both are
@@ -125,10 +125,11 @@ def new_files(landed: list[LandedFile], known: KnownFiles) -> list[LandedFile]:
             try:
                 f.sha256 = hash_landed(f)
             except LandedFileRefused as e:
-                f.problem = e.reason.removeprefix(f"{f.relpath}: ")
+                f.problem, f.rule = e.reason.removeprefix(f"{f.relpath}: "), e.rule
             except OSError as e:
                 f.problem = (f"the file could not be read to compute its checksum ({e.__class__.__name__}: "
                              f"{e.strerror or e}); if it is still being uploaded, the next run reads it")
+                f.rule = "ING.file.unavailable"
             if seen and f.sha256 and seen[2] == f.sha256:
                 continue  # same content at the same path, only touched
             if unchanged and f.sha256 is None:
@@ -168,18 +169,19 @@ def _stage_one(f: LandedFile, seen_sha: dict, work_dir: Path, key: bytes, aliase
     from transforms.ingest.normalise import NO_CONVENTIONS
 
     if f.problem:
-        return Submission(f, "rejected", f"{f.relpath}: {f.problem}")
+        return Submission(f, "rejected", f"{f.relpath}: {f.problem}", rule=f.rule)
     # A duplicate is the same content in the same university's folder for the same term (or round);
     # the same bytes in another university's folder are its own submission (feedback warns of it).
     if f.content_key in seen_sha:
         path, status = seen_sha[f.content_key]
-        return Submission(f, "duplicate", f"same content (sha256 {f.sha256[:12]}…) as {path}, already {status}; skipped")
+        return Submission(f, "duplicate", f"same content (sha256 {f.sha256[:12]}…) as {path}, already {status}; skipped",
+                          rule="ING.file.duplicate")
     seen_sha[f.content_key] = (f.relpath, "received")
     required = ENROLLMENT_REQUIRED if f.dataset == "enrollment" else PLACEMENT_REQUIRED
     sheet = settings.sheet_for(f.university_code) if settings is not None else None
     try:
         # Opened inside the landing zone, component by component, as the file the scan listed.
-        data = read_landed(f, readers.MAX_FILE_BYTES)
+        data = read_landed(f, readers.max_file_bytes())
         raw = parse_submission(data, f.path.suffix, aliases, required, name=f.relpath, sheet=sheet)
         if f.dataset == "enrollment":
             frame = normalise_enrollment(raw.frame, key=key, values=values, file_id=f.file_id,
@@ -190,12 +192,12 @@ def _stage_one(f: LandedFile, seen_sha: dict, work_dir: Path, key: bytes, aliase
         # Error cells (#DIV/0!, #N/A) stay errors: the contract quarantines their rows (ENR/PLC.cell.error).
         frame["cell_error"] = pd.array(raw.cell_errors or [None] * len(frame), dtype="string")
     except SubmissionRejected as e:
-        return Submission(f, "rejected", e.reason, e.format, e.encoding)
+        return Submission(f, "rejected", e.reason, e.format, e.encoding, rule=e.rule)
     except LandedFileRefused as e:
-        return Submission(f, "rejected", e.reason)
+        return Submission(f, "rejected", e.reason, rule=e.rule)
     except OSError as e:
         return Submission(f, "rejected", f"{f.relpath}: could not be read ({e.__class__.__name__}: {e.strerror or e}); "
-                                         "send it again")
+                                         "send it again", rule="ING.file.unavailable")
     except Exception as e:  # a reader defect must not stop the other universities' files
         # The traceback's messages may quote a cell: logged screened (no log line carries a cell value).
         import traceback
@@ -206,7 +208,7 @@ def _stage_one(f: LandedFile, seen_sha: dict, work_dir: Path, key: bytes, aliase
                                           mask_text("".join(traceback.format_exception(e))))
         return Submission(f, "rejected", f"{f.relpath}: could not be read because of an internal error "
                                          f"({e.__class__.__name__}), logged for the data team; no action is needed "
-                                         "from the office")
+                                         "from the office", rule="ING.file.internal")
     target = work_dir / f.dataset / f"{f.file_id}.parquet"
     target.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(target, index=False)
@@ -324,13 +326,15 @@ def _file_results(frame: pd.DataFrame, outcome, files: pd.DataFrame) -> pd.DataF
 # ---------------------------------------------------------------- load
 
 def load_batch(con, submissions: list[Submission], work_dir: Path, run_id: str,
-               forget_periods: set[str] | None = None, overrides: pd.DataFrame | None = None) -> dict[str, int]:
+               forget_periods: set[str] | None = None, overrides: pd.DataFrame | None = None,
+               on_step: Callable[[str], None] | None = None) -> dict[str, int]:
     """Record, load, quarantine and supersede in one transaction; verify the accounting first.
 
     A backfill passes the periods it took again: what the warehouse held for them is removed
     in the same transaction, so a reader never sees a period missing or twice.
     `overrides` (submission_checks.read_overrides) are applied in the same transaction too, so
-    every file's verdict is current when the load commits."""
+    every file's verdict is current when the load commits. `on_step("load")` is called just before the
+    commit (flows passes its failpoints)."""
     from transforms.contract import checks
 
     con.execute("BEGIN TRANSACTION")
@@ -341,7 +345,8 @@ def load_batch(con, submissions: list[Submission], work_dir: Path, run_id: str,
         checks.apply_overrides(con, overrides if overrides is not None else checks.read_overrides([]))
         # The data changed: until a run publishes this version, marts and snapshot are behind.
         set_state(con, "data_version", run_id)
-        faults.checkpoint("load")
+        if on_step:
+            on_step("load")
         con.execute("COMMIT")
         return totals
     except BaseException:
@@ -356,10 +361,10 @@ def _load(con, submissions, work_dir: Path, run_id: str) -> dict[str, int]:
         "term": s.landed.term, "round": s.landed.round, "received_at": s.landed.received_at,
         "format": s.format, "encoding": s.encoding, "header_line": s.header_line,
         "extra_columns": "|".join(s.extra_columns) or None, "rows_read": s.rows_read, "status": s.status,
-        "reason": s.reason,
+        "reason": s.reason, "reason_rule_id": s.rule,
     } for s in submissions], columns=["file_id", "dataset", "path", "sha256", "size_bytes", "mtime", "university_code",
                                       "term", "round", "received_at", "format", "encoding", "header_line",
-                                      "extra_columns", "rows_read", "status", "reason"])
+                                      "extra_columns", "rows_read", "status", "reason", "reason_rule_id"])
     con.register("new_files", manifest)
     con.execute("""
         INSERT INTO ops.manifest BY NAME
@@ -411,17 +416,19 @@ def _load(con, submissions, work_dir: Path, run_id: str) -> dict[str, int]:
     if bad:
         raise AccountingError("rows read != rows loaded + rows quarantined for: " +
                               "; ".join(f"{p} ({r} != {l} + {q})" for p, r, l, q in bad))
-    # A file-level error rejects the submission (its rows were quarantined with the rule as reason).
+    # A file-level error rejects the submission (its rows were quarantined with the rule as reason);
+    # the reason names the contract's failing rules, and ING.file.rejected says the contract refused it.
     verdicts = [str(p) for p in (work_dir / f"verdicts_{d}.parquet" for d in STAGING_COLUMNS) if p.exists()]
     if verdicts:
         con.execute("""
-            UPDATE ops.manifest m SET status = 'rejected', reason = v.reason
+            UPDATE ops.manifest m SET status = 'rejected', reason = v.reason, reason_rule_id = 'ING.file.rejected'
             FROM read_parquet(?::VARCHAR[], union_by_name = true) v
             WHERE m.file_id = v.file_id AND m.run_id = ? AND m.status = 'staged' AND v.verdict = 'rejected'""",
                     [verdicts, run_id])
     con.execute("""
         UPDATE ops.manifest SET status = 'rejected',
-               reason = 'every one of the ' || rows_read || ' rows was quarantined; see ops.quarantine'
+               reason = 'every one of the ' || rows_read || ' rows was quarantined; see ops.quarantine',
+               reason_rule_id = 'ING.file.all_quarantined'
         WHERE run_id = ? AND status = 'staged' AND rows_loaded = 0""", [run_id])
     con.execute("UPDATE ops.manifest SET status = 'loaded' WHERE run_id = ? AND status = 'staged'", [run_id])
     _warn_shared_content(con, run_id)
@@ -477,7 +484,8 @@ def _supersede(con) -> None:
         QUALIFY file_id <> newest""")
     con.execute("""
         UPDATE ops.manifest m SET status = 'superseded', superseded_by = s.newest,
-               reason = 'replaced by a newer submission for the same university and term'
+               reason = 'replaced by a newer submission for the same university and term',
+               reason_rule_id = 'ING.file.superseded'
         FROM superseded s WHERE m.file_id = s.file_id""")
     for table in ("staging.enrollment", "staging.placements"):
         con.execute(f"DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM superseded)")

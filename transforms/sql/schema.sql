@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS ops.manifest (
     run_id VARCHAR NOT NULL,
     ingested_at TIMESTAMP NOT NULL,
     verdict VARCHAR,                     -- accepted | accepted_with_warnings | rejected (NULL: duplicate)
-    verdict_note VARCHAR                 -- pending / accepted file-level warnings (docs/CONTRACT_RULES.md)
+    verdict_note VARCHAR,                -- pending / accepted file-level warnings (docs/CONTRACT_RULES.md)
+    reason_rule_id VARCHAR               -- the ING.* rule of `reason` (transforms/contract/rules.py); last, as migration 002 adds it
 );
 
 -- Every rule a row broke. Rows with an `error` are quarantined (not loaded); warnings are reported.
