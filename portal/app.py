@@ -40,6 +40,7 @@ from portal.i18n import LANGUAGES, translator
 from portal.state import State, explanation_id, now_utc, write_atomic
 from portal.upload import UploadRefused, discard, judge_and_land, receive
 from transforms.config import get_paths
+from transforms.vocabulary import SUBMISSION_STATUSES
 
 HERE = Path(__file__).resolve().parent
 CODE_RE = re.compile(r"^[A-Z0-9]{2,12}$")
@@ -47,7 +48,7 @@ TERM_RE = re.compile(r"^\d{4}-[12]$")
 SESSION_COOKIE, LANG_COOKIE = "l2f_session", "l2f_lang"
 SESSION_SECONDS = 8 * 3600
 LOGIN_FAILURES, LOGIN_WINDOW = 5, 300  # at most 5 failed log-ins per user name / address in 5 minutes
-MATRIX_STATUSES = ("accepted", "accepted_with_issues", "accepted_with_warnings", "late", "rejected", "missing")
+MATRIX_STATUSES = SUBMISSION_STATUSES  # marts.submission_status.status_with_late
 FEEDBACK_TYPES = {"json": "application/json", "md": "text/markdown; charset=utf-8", "csv": "text/csv; charset=utf-8"}
 
 
@@ -317,6 +318,7 @@ def create_app(data_dir: str | Path | None = None) -> FastAPI:
         feedback = _feedback_files(paths, code)
         return page(ctx, "university.html", status=status, code=code, name=_university_name(paths, code),
                     files=files, uploads=uploads[:20], waiting=waiting, warnings=pending, feedback=feedback,
+                    term_status=snapshot.term_status(paths.snapshot, code),
                     explanations=sorted(explanations.values(), key=lambda e: e["at"], reverse=True), **extra)
 
     @app.get("/u/{code}", response_class=HTMLResponse)
@@ -426,7 +428,7 @@ def create_app(data_dir: str | Path | None = None) -> FastAPI:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\r\n")
         columns = ["university_code", "university_name", "term", "status", "late", "received_at", "rows_quarantined",
-                   "reason"]
+                   "reason", "reason_rule_id", "file_in_use"]
         w.writerow(columns)
         for r in rows or []:
             w.writerow([neutralise(r[c]) for c in columns])

@@ -67,6 +67,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "quarantined": ("Quarantined", "Bị cách ly"),
     "quarantined_by_rule": ("Rows quarantined, by rule", "Số dòng bị cách ly, theo quy tắc"),
     "feedback": ("Feedback", "Phản hồi"),
+    "in_use": ("rows in use from", "dữ liệu đang dùng từ tệp"),
     "waiting": ("Sent through the portal, waiting for the next run", "Đã gửi qua cổng, đang chờ lần xử lý tới"),
     "uploads": ("Uploads", "Các tệp đã tải lên"),
     "by": ("by", "bởi"),

@@ -71,6 +71,18 @@ def history(snapshot: Path, university_code: str) -> list[dict] | None:
     return files
 
 
+def term_status(snapshot: Path, university_code: str) -> dict[str, dict]:
+    """term -> where the university's submission stands, as intermediate.current_submissions defines it
+    (the status its feedback files and marts.submission_status give): status and the file in use."""
+    with connect(snapshot) as con:
+        if con is None or not _has(con, "intermediate", "current_submissions", "path_in_use"):
+            return {}
+        rows = _rows(con, """
+            SELECT term, submission_status AS status, path AS file, path_in_use AS file_in_use
+            FROM intermediate.current_submissions WHERE university_code = ? AND term IS NOT NULL""", [university_code])
+    return {r.pop("term"): {k: v.rsplit("/", 1)[-1] if k != "status" and v else v for k, v in r.items()} for r in rows}
+
+
 def known_sha256(snapshot: Path, university_code: str, term: str) -> dict[str, str]:
     """sha256 -> path of the files the manifest holds for this university and term: the same content
     in the same folder is what the pipeline skips as a duplicate."""
@@ -103,17 +115,23 @@ def pending_warnings(snapshot: Path, university_code: str) -> list[dict]:
 
 def matrix(snapshot: Path) -> list[dict] | None:
     """Every participating university × term with its status from marts.submission_status (the one
-    definition the report and analytics.submissions use): accepted, accepted_with_issues,
-    accepted_with_warnings, late, rejected, missing."""
+    definition the feedback files, the report and analytics.submissions use; late in place of an
+    accepted status when the newest attempt came after the window): accepted, accepted_with_issues,
+    accepted_with_warnings, late, rejected, missing; and the file whose rows are in use."""
     with connect(snapshot) as con:
         if con is None:
             return None
         late = _has(con, "marts", "submission_status", "status_with_late")
+        rule = _has(con, "marts", "submission_status", "reason_rule_id")
+        in_use = _has(con, "marts", "submission_status", "path_in_use")
         rows = _rows(con, f"""
             SELECT university_code, name_vi AS university_name, term,
                    {"status_with_late" if late else "submission_status"} AS status,
-                   {"late" if late else "false"} AS late, received_at, rows_quarantined, reason
+                   {"late" if late else "false"} AS late, received_at, rows_quarantined, reason,
+                   {"reason_rule_id" if rule else "NULL AS reason_rule_id"},
+                   {"path_in_use" if in_use else "NULL"} AS file_in_use
             FROM marts.submission_status ORDER BY term, university_code""")
     for r in rows:
         r["received_at"] = None if r["received_at"] is None else str(r["received_at"])[:19]
+        r["file_in_use"] = r["file_in_use"].rsplit("/", 1)[-1] if r["file_in_use"] else None
     return rows

@@ -35,7 +35,8 @@ PLACEMENT_OUTCOMES = ("completed", "withdrew")
 # What became of a landed file (ops.manifest.status) and the contract's verdict on it.
 FILE_STATUSES = ("loaded", "superseded", "rejected", "duplicate")
 VERDICTS = ("accepted", "accepted_with_warnings", "rejected")
-# A university's submission for a term (marts.submission_status); `late` only in status_with_late.
+# A university's submission for a term (intermediate.current_submissions, marts.submission_status, the
+# feedback files, the portal and the report); `late` only in marts.submission_status.status_with_late.
 SUBMISSION_STATUSES = ("accepted", "accepted_with_issues", "accepted_with_warnings", "late", "rejected", "missing")
 
 

@@ -8,16 +8,20 @@ the manifest, three files under `out_dir/<UNIVERSITY_CODE>/<TERM>`:
 * `.md`   — the same for a person, bilingual, with row issues grouped by rule (first lines shown);
 * `.csv`  — every reason as a row (UTF-8 with BOM, so that Excel shows Vietnamese correctly).
 
-Status of a university and term (the newest file received decides; temporary/hidden files and
-exact duplicates do not count as attempts):
-    accepted                 newest file loaded, no row quarantined, no warning
-    accepted_with_warnings   newest file loaded, but rows were quarantined or warnings are pending
-    rejected                 newest file refused as a whole (any earlier accepted file stays in use)
-    superseded               (per file) replaced by a newer accepted file
+Status of a university and term: `submission_status` of intermediate.current_submissions, the one
+definition that marts.submission_status, the portal and the report also show (the verdict on the
+newest real attempt; temporary/hidden files, exact duplicates and files refused for a reason that
+is not the office's doing are not attempts). The file whose rows are in use is named beside it:
+    accepted                 newest attempt loaded, no row quarantined, no file-level warning pending
+    accepted_with_issues     newest attempt loaded, but some rows were quarantined (not loaded)
+    accepted_with_warnings   newest attempt loaded, file-level warnings pending (an explanation is due)
+    rejected                 newest attempt refused as a whole (any earlier loaded file stays in use)
+Each file received is listed with what became of it (loaded, rejected, superseded, duplicate).
 
-Reasons that come from reading the file rather than from the data contract get `ING.*` rule ids
-(see `INGEST_RULES`). Every text value that would start a spreadsheet formula (`= + - @`, tab,
-carriage return) is prefixed with a single quote in all three files (transforms/publish/safe_csv.py):
+Reasons that come from reading the file rather than from the data contract carry the `ING.*` rule
+id the ingest code gave them (ops.manifest.reason_rule_id; transforms/contract/rules.py), read here,
+never recovered from the reason's words. Every text value that would start a spreadsheet formula
+(`= + - @`, tab, carriage return) is prefixed with a single quote in all three files (transforms/publish/safe_csv.py):
 the values are the offices' own cells and file names, and these files go back to the offices.
 Values quoted from the office's cells (observed, row as sent, extra column names, reasons) are
 screened for personal data by content (transforms/contract/privacy.py) — the line, field and rule
@@ -32,6 +36,8 @@ import re
 from pathlib import Path
 
 from transforms.contract.privacy import mask_json, mask_text, mask_values
+from transforms.contract.rules import IngestRule, ingest_rule
+from transforms.contract.rules import message as rule_message
 from transforms.publish import safe_csv
 from transforms.publish.safe_csv import FORMULA_START, neutralise  # noqa: F401  (neutralise: one definition)
 
@@ -40,11 +46,11 @@ from transforms.vocabulary import CODE_RE, TERM_RE
 NO_TERM = "unknown-term"  # files of a university that were not in a term folder
 MD_EXAMPLES = 20  # row issues shown per rule in the Markdown file (all are in the JSON and CSV)
 
-STATUS_TEXT = {
+STATUS_TEXT = {  # one entry per status of intermediate.current_submissions (vocabulary.SUBMISSION_STATUSES)
     "accepted": ("Accepted", "Đã chấp nhận"),
+    "accepted_with_issues": ("Accepted, some rows quarantined", "Đã chấp nhận, một số dòng bị cách ly"),
     "accepted_with_warnings": ("Accepted with warnings", "Đã chấp nhận, có cảnh báo"),
     "rejected": ("Rejected", "Bị từ chối"),
-    "superseded": ("Superseded", "Đã được thay thế"),
 }
 FILE_STATUS_TEXT = {
     "loaded": ("loaded", "đã nạp"), "rejected": ("rejected", "bị từ chối"),
@@ -52,72 +58,9 @@ FILE_STATUS_TEXT = {
     "duplicate": ("duplicate, skipped", "trùng lặp, bỏ qua"),
 }
 
-# Reasons found while reading a file: rule id, matched on the reason text (first match wins), and
-# what it means in both languages. The English reason itself gives the details.
-INGEST_RULES: list[tuple[str, str, str, str]] = [
-    ("ING.file.duplicate", r"^same content \(sha256", "The same file (same content) was already received; this copy was skipped.",
-     "Tệp này (cùng nội dung) đã được nhận trước đó; bản sao này được bỏ qua."),
-    ("ING.file.all_quarantined", r"every one of the \d+ rows was quarantined", "Every row of the file was quarantined; nothing was loaded.",
-     "Tất cả các dòng của tệp đều bị cách ly; không dòng nào được nạp."),
-    ("ING.file.superseded", r"replaced by a newer submission", "A newer file for the same term replaced this one.",
-     "Một tệp mới hơn cho cùng học kỳ đã thay thế tệp này."),
-    ("ING.file.link", r"symbolic link|not a regular file", "The upload is a link or a special file, not a file; it was not read.",
-     "Tệp tải lên là liên kết hoặc tệp đặc biệt, không phải tệp dữ liệu; hệ thống không đọc."),
-    ("ING.file.hidden", r"temporary lock file|hidden file", "A temporary or hidden file, not a submission.",
-     "Tệp tạm hoặc tệp ẩn, không phải tệp nộp."),
-    ("ING.file.name", r"file name ", "The file name is not allowed; rename the file and send it again.",
-     "Tên tệp không hợp lệ; hãy đổi tên tệp và gửi lại."),
-    ("ING.file.term_future", r"is a term after the current term",
-     "The file is in the folder of a term that has not begun yet; it was not read. Put it in the folder of the term it describes.",
-     "Tệp nằm trong thư mục của một học kỳ chưa bắt đầu nên không được đọc. Hãy đặt tệp vào thư mục của học kỳ mà tệp mô tả."),
-    ("ING.file.term_range", r"outside the collection's terms",
-     "The file is in the folder of a term the collection does not take; it was not read.",
-     "Tệp nằm trong thư mục của một học kỳ ngoài phạm vi thu thập nên không được đọc."),
-    ("ING.file.location", r"not in an? \w+/|is not a university registry code|is not a term like|is not a round like",
-     "The file is not in the folder of a university and term.", "Tệp không nằm trong thư mục của một trường và học kỳ."),
-    ("ING.file.unavailable", r"disappeared while|could not be listed|could not be examined|could not be read|changed while",
-     "The file could not be read when it was processed; it will be read again.",
-     "Không đọc được tệp khi xử lý; hệ thống sẽ đọc lại."),
-    ("ING.file.size", r"over the \d+-byte limit|exceed the limit|more than \d+ rows|unpacks to|parts, over|merged cells|merged ranges",
-     "The file is too large; split it and send the parts.", "Tệp quá lớn; hãy tách tệp và gửi từng phần."),
-    ("ING.file.unsafe", r"entity declarations|external references", "The workbook contains unsafe XML and was not read.",
-     "Tệp Excel chứa XML không an toàn nên không được đọc."),
-    ("ING.file.encoding", r"encoding cannot be determined", "The text encoding of the file could not be determined; export it as CSV UTF-8.",
-     "Không xác định được bảng mã của tệp; hãy xuất lại dưới dạng CSV UTF-8."),
-    ("ING.file.type", r"is not accepted|legacy Excel|spreadsheet saved with|password-protected|the file is empty",
-     "This kind of file is not accepted; send CSV (UTF-8), Excel (.xlsx, .xlsm, .xlsb, .xls) or OpenDocument (.ods).",
-     "Loại tệp này không được chấp nhận; hãy gửi CSV (UTF-8), Excel (.xlsx, .xlsm, .xlsb, .xls) hoặc OpenDocument (.ods)."),
-    ("ING.file.sheet", r"has no sheet named|has no worksheet", "The workbook has no sheet to read.",
-     "Tệp Excel không có trang tính cần đọc."),
-    ("ING.file.header", r"no header row found", "No header row with the expected column names was found.",
-     "Không tìm thấy dòng tiêu đề với tên cột như quy định."),
-    ("ING.file.columns", r"missing required column", "Required columns are missing.", "Thiếu cột bắt buộc."),
-    ("ING.file.records", r"the quote \(\"\) that opens|would overwrite another|records in the file but",
-     "The rows of the file cannot all be told apart (a quote never closed, a row number written twice, or fewer rows "
-     "read than the file holds), so no row of it was loaded; fix the line the reason names and send the file again.",
-     "Không tách được đầy đủ các dòng của tệp (dấu ngoặc kép không được đóng, số dòng bị ghi hai lần, hoặc số dòng đọc "
-     "được ít hơn số dòng trong tệp) nên không dòng nào được nạp; hãy sửa dòng được nêu rồi gửi lại tệp."),
-    ("ING.file.damaged", r"not a valid |cannot be read as |not a readable CSV", "The file is damaged or not in the stated format.",
-     "Tệp bị hỏng hoặc không đúng định dạng."),
-]
-INGEST_FALLBACK = ("ING.file.rejected", "The file was rejected.", "Tệp bị từ chối.")
-EXTRA_COLUMNS = ("ING.file.extra_columns", "Columns with names the system does not know were kept aside, not loaded.",
-                 "Các cột có tên không thuộc danh mục được để riêng, không nạp.")
-# File-level warnings raised while loading (transforms/ingest/stage.py), in ops.validation_results
-# beside the contract's own: (message_en, message_vi, field).
-INGEST_WARNINGS = {
-    "ING.file.matches_other_university": (
-        "This file is byte for byte the same as a file another university sent. It was taken as your own "
-        "submission; check that it holds your university's students and send your own file if not.",
-        "Tệp này giống hệt từng byte với một tệp do trường khác gửi. Tệp được nhận là bài nộp của trường bạn; "
-        "hãy kiểm tra tệp có đúng sinh viên của trường bạn không, nếu không hãy gửi tệp của trường.", None),
-    "ING.file.matches_other_period": (
-        "This file is byte for byte the same as a file your university sent for another term. It was taken "
-        "for this term; check that it is this term's data.",
-        "Tệp này giống hệt từng byte với tệp trường bạn đã gửi cho một học kỳ khác. Tệp được nhận cho học kỳ "
-        "này; hãy kiểm tra đó có đúng là dữ liệu của học kỳ này không.", None),
-}
-NOT_ATTEMPTS = {"ING.file.hidden", "ING.file.unavailable", "ING.file.duplicate"}
+# Why a file was refused, skipped or replaced is stored with its rule id (ops.manifest.reason_rule_id),
+# whose meaning, severity and both messages are in the rule catalogue (transforms/contract/rules.py).
+NO_RULE = "ING.file.rejected"  # a reason without a rule id (none is written so; kept for safety, never guessed)
 REASON_COLUMNS = ["file", "line", "field", "rule_id", "severity", "message_en", "message_vi", "observed",
                   "original_values"]
 
@@ -130,32 +73,15 @@ def _neutral(obj):
     return neutralise(obj)
 
 
-def ingest_rule(reason: str | None) -> tuple[str, str, str]:
-    """(rule id, message_en, message_vi) of a file-level reason from ingestion."""
-    text = reason or ""
-    for rule_id, pattern, en, vi in INGEST_RULES:
-        if re.search(pattern, text):
-            return rule_id, en, vi
-    return INGEST_FALLBACK
+def _rule(f: dict) -> IngestRule:
+    """The catalogue entry of a file's reason."""
+    return ingest_rule(f.get("reason_rule_id") or NO_RULE)
 
 
 def _rows(con, sql: str, params=()) -> list[dict]:
     cur = con.execute(sql, list(params))
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r)) for r in cur.fetchall()]
-
-
-def _columns(con, schema: str, table: str) -> set[str]:
-    return {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
-                                      [schema, table]).fetchall()}
-
-
-def _contract_messages() -> dict:
-    try:
-        from transforms.contract.suites import RULES
-    except Exception:  # GX not importable here: rule ids still identify the reasons
-        return {}
-    return {k: (r.message_en, r.message_vi, r.column) for k, r in RULES.items()}
 
 
 def _file_entry(f: dict) -> dict:
@@ -166,44 +92,37 @@ def _file_entry(f: dict) -> dict:
         "verdict": f.get("verdict"), "rows_read": f["rows_read"], "rows_loaded": f["rows_loaded"],
         "rows_quarantined": f["rows_quarantined"], "rows_with_warnings": f["rows_with_warnings"],
         "extra_columns": mask_values(f["extra_columns"].split("|")) if f["extra_columns"] else [],
-        "reason": mask_text(f["reason"]),
+        "reason": mask_text(f["reason"]), "reason_rule_id": f.get("reason_rule_id"),
     }
-
-
-def _term_status(files: list[dict]) -> tuple[str, dict, dict | None]:
-    """(status, the newest real attempt, the file whose rows are in use)."""
-    attempts = [f for f in files if f["status"] != "duplicate"
-                and not (f["status"] == "rejected" and ingest_rule(f["reason"])[0] in NOT_ATTEMPTS)]
-    latest = (attempts or files)[0]
-    current = next((f for f in files if f["status"] == "loaded"), None)
-    if latest["status"] == "loaded":
-        warned = latest["rows_quarantined"] or latest["rows_with_warnings"] or latest.get("verdict") == "accepted_with_warnings"
-        return ("accepted_with_warnings" if warned else "accepted"), latest, current
-    if latest["status"] == "superseded":
-        return "superseded", latest, current
-    return "rejected", latest, current
 
 
 def _summary(status: str, latest: dict, current: dict | None) -> tuple[str, str]:
     name = latest["path"].rsplit("/", 1)[-1]
     n, ok, q, w = (latest[k] for k in ("rows_read", "rows_loaded", "rows_quarantined", "rows_with_warnings"))
+    warned_en = f" {w} loaded rows have warnings; check the rows listed below." if w else ""
+    warned_vi = f" {w} dòng đã nạp có cảnh báo; hãy kiểm tra các dòng được liệt kê dưới đây." if w else ""
     if status == "accepted":
-        return (f"Accepted: all {ok} rows of '{name}' were loaded.",
-                f"Đã chấp nhận: đã nạp đủ {ok} dòng của tệp '{name}'.")
+        return (f"Accepted: all {ok} rows of '{name}' were loaded.{warned_en}",
+                f"Đã chấp nhận: đã nạp đủ {ok} dòng của tệp '{name}'.{warned_vi}")
+    if status == "accepted_with_issues":
+        return (f"Accepted, some rows quarantined: {ok} of {n} rows of '{name}' were loaded; {q} rows were quarantined "
+                f"(not loaded).{warned_en} Correct the rows listed below and send the whole file again.",
+                f"Đã chấp nhận, một số dòng bị cách ly: đã nạp {ok} trên {n} dòng của tệp '{name}'; {q} dòng bị cách ly "
+                f"(không nạp).{warned_vi} Hãy sửa các dòng được liệt kê dưới đây và gửi lại toàn bộ tệp.")
     if status == "accepted_with_warnings":
-        return (f"Accepted with warnings: {ok} of {n} rows of '{name}' were loaded; {q} rows were quarantined (not "
-                f"loaded) and {w} rows have warnings. Correct the rows listed below and send the whole file again.",
-                f"Đã chấp nhận, có cảnh báo: đã nạp {ok} trên {n} dòng của tệp '{name}'; {q} dòng bị cách ly (không "
-                f"nạp) và {w} dòng có cảnh báo. Hãy sửa các dòng được liệt kê dưới đây và gửi lại toàn bộ tệp.")
-    if status == "superseded":
-        return (f"'{name}' was replaced by a newer file.", f"Tệp '{name}' đã được thay bằng một tệp mới hơn.")
+        kept_en = f"; {q} rows were quarantined (not loaded)" if q else ""
+        kept_vi = f"; {q} dòng bị cách ly (không nạp)" if q else ""
+        return (f"Accepted with warnings: {ok} of {n} rows of '{name}' were loaded{kept_en}.{warned_en} Explain the "
+                f"file-level warnings listed below in the portal, or correct the file and send the whole file again.",
+                f"Đã chấp nhận, có cảnh báo: đã nạp {ok} trên {n} dòng của tệp '{name}'{kept_vi}.{warned_vi} Hãy giải "
+                f"trình các cảnh báo cấp tệp được liệt kê dưới đây trên cổng nộp, hoặc sửa và gửi lại toàn bộ tệp.")
     keep_en = keep_vi = ""
     if current is not None:
         cur = current["path"].rsplit("/", 1)[-1]
         keep_en = f" The earlier file '{cur}' stays in use until a corrected file is accepted."
         keep_vi = f" Tệp '{cur}' nộp trước đó vẫn được sử dụng cho đến khi tệp đã sửa được chấp nhận."
     return (f"Rejected: '{name}' was not loaded. {latest['reason'] or ''}{keep_en}".strip(),
-            f"Bị từ chối: tệp '{name}' không được nạp. {ingest_rule(latest['reason'])[2]}{keep_vi}")
+            f"Bị từ chối: tệp '{name}' không được nạp. {_rule(latest).message_vi}{keep_vi}")
 
 
 def _by_file(con, sql: str, file_ids: list[str]) -> dict[str, list[dict]]:
@@ -215,22 +134,22 @@ def _by_file(con, sql: str, file_ids: list[str]) -> dict[str, list[dict]]:
     return out
 
 
-def _reasons(latest: dict, messages: dict, file_results: list[dict], row_issues: list[dict]) -> list[dict]:
+def _reasons(latest: dict, file_results: list[dict], row_issues: list[dict]) -> list[dict]:
     name = latest["path"].rsplit("/", 1)[-1]
     out = []
     if latest["status"] != "loaded" and latest["reason"]:
-        rule_id, en, vi = ingest_rule(latest["reason"])
-        out.append({"file": name, "line": None, "field": None, "rule_id": rule_id, "severity": "error",
-                    "message_en": mask_text(latest["reason"]), "message_vi": vi, "observed": None,
+        rule = _rule(latest)
+        out.append({"file": name, "line": None, "field": None, "rule_id": rule.rule_id, "severity": rule.severity,
+                    "message_en": mask_text(latest["reason"]), "message_vi": rule.message_vi, "observed": None,
                     "original_values": None})
     if latest["extra_columns"]:
-        rule_id, en, vi = EXTRA_COLUMNS
+        rule = ingest_rule("ING.file.extra_columns")
         extra = ", ".join(mask_values(latest["extra_columns"].split("|")))
-        out.append({"file": name, "line": latest["header_line"], "field": None, "rule_id": rule_id, "severity": "info",
-                    "message_en": f"{en} Columns: {extra}.", "message_vi": f"{vi} Các cột: {extra}.",
-                    "observed": extra, "original_values": None})
+        out.append({"file": name, "line": latest["header_line"], "field": None, "rule_id": rule.rule_id,
+                    "severity": rule.severity, "message_en": f"{rule.message_en} Columns: {extra}.",
+                    "message_vi": f"{rule.message_vi} Các cột: {extra}.", "observed": extra, "original_values": None})
     for r in file_results:
-        en, vi, _ = messages.get(r["rule_id"], (r["rule_id"], r["rule_id"], None))
+        en, vi, _ = rule_message(r["rule_id"]) or (r["rule_id"], r["rule_id"], None)
         if r["accepted_override"]:
             en, vi = f"{en} (accepted: {r['override_note']})", f"{vi} (đã chấp nhận: {r['override_note']})"
         out.append({"file": name, "line": None, "field": None, "rule_id": r["rule_id"], "severity": r["severity"],
@@ -246,27 +165,29 @@ def _reasons(latest: dict, messages: dict, file_results: list[dict], row_issues:
 
 
 def build_feedback(con) -> dict[tuple[str, str], dict]:
-    """(university_code, term) -> feedback document, for every university and term in the manifest."""
-    cols = _columns(con, "ops", "manifest")
-    verdict = "verdict" if "verdict" in cols else "NULL AS verdict"
-    files = _rows(con, f"""
+    """(university_code, term) -> feedback document, for every university and term in the manifest.
+    Status, newest attempt and file in use come from intermediate.current_submissions, never decided here."""
+    files = _rows(con, """
         SELECT file_id, path, sha256, size_bytes, mtime, university_code, term, received_at, format, encoding,
                header_line, extra_columns, rows_read, rows_loaded, rows_quarantined, rows_with_warnings, status, reason,
-               {verdict}
+               reason_rule_id, verdict
         FROM ops.manifest WHERE dataset = 'enrollment' AND university_code IS NOT NULL
         ORDER BY university_code, term NULLS LAST, mtime DESC, path DESC""")
+    by_id = {f["file_id"]: f for f in files}
     groups: dict[tuple[str, str], list[dict]] = {}
     for f in files:
         if CODE_RE.match(f["university_code"] or "") and (f["term"] is None or TERM_RE.match(f["term"])):
             groups.setdefault((f["university_code"], f["term"] or NO_TERM), []).append(f)
-    terms = {k: _term_status(members) for k, members in groups.items()}
+    terms = {(r["university_code"], r["term"] or NO_TERM): (r["submission_status"], by_id[r["file_id"]],
+                                                            by_id.get(r["file_id_in_use"]))
+             for r in _rows(con, """SELECT university_code, term, submission_status, file_id, file_id_in_use
+                                    FROM intermediate.current_submissions""")}
+    terms = {k: v for k, v in terms.items() if k in groups}
     latest_ids = sorted({latest["file_id"] for _, latest, _ in terms.values()})
-    has_results = {"scope", "observed", "accepted_override", "override_note"} <= _columns(con, "ops", "validation_results")
-    messages = {**INGEST_WARNINGS, **_contract_messages()} if has_results else {}
     results = _by_file(con, """
         SELECT file_id, rule_id, severity, observed, rows_failing, accepted_override, override_note
         FROM ops.validation_results WHERE file_id IN (SELECT unnest(?)) AND scope = 'file' AND NOT success
-        ORDER BY file_id, severity, rule_id""", latest_ids) if has_results else {}
+        ORDER BY file_id, severity, rule_id""", latest_ids)
     issues = _by_file(con, """
         SELECT file_id, line, field, rule_id, severity, observed, message_en, message_vi, original_values
         FROM ops.row_issues WHERE file_id IN (SELECT unnest(?))
@@ -281,7 +202,7 @@ def build_feedback(con) -> dict[tuple[str, str], dict]:
             "summary_en": en, "summary_vi": vi,
             "latest_file": _file_entry(latest), "file_in_use": _file_entry(current) if current else None,
             "files": [_file_entry(f) for f in members],
-            "reasons": _reasons(latest, messages, results.get(latest["file_id"], []), issues.get(latest["file_id"], [])),
+            "reasons": _reasons(latest, results.get(latest["file_id"], []), issues.get(latest["file_id"], [])),
         })
     return out
 

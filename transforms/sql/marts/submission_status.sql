@@ -1,15 +1,14 @@
--- For every participating university and every term seen: the current state of its submission.
--- The one definition of a submission's status, `late` included: analytics.submissions, the
--- university summary and the report all read it here.
+-- For every participating university and every term seen: where its submission stands, as
+-- intermediate.current_submissions defines it, or missing; `late` added here. The one status that
+-- feedback (through the intermediate model), the portal, analytics.submissions, the university
+-- summary and the report all read.
 WITH s AS (
     SELECT u.university_code, u.name_vi, t.term,
-           CASE WHEN l.status IS NULL THEN 'missing'
-                WHEN l.status = 'rejected' THEN 'rejected'
-                WHEN l.verdict = 'accepted_with_warnings' THEN 'accepted_with_warnings'
-                WHEN l.rows_quarantined > 0 THEN 'accepted_with_issues'
-                ELSE 'accepted' END AS submission_status,
+           coalesce(l.submission_status, 'missing') AS submission_status,
            l.path, l.received_at, l.rows_read, l.rows_loaded, l.rows_quarantined, l.rows_with_warnings,
            coalesce(l.reason, l.verdict_note) AS reason,
+           l.reason_rule_id,  -- the ING.* rule of a file's reason; empty when the reason is pending warnings
+           l.path_in_use,
            t.window_closes_at,
            coalesce(l.received_at > t.window_closes_at, false) AS late
     FROM ref.universities u CROSS JOIN intermediate.term_windows t

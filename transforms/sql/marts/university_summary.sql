@@ -14,7 +14,8 @@ placed AS (
 quality AS (
     SELECT university_code,
            count(*) FILTER (WHERE submission_status = 'missing') AS terms_missing,
-           count(*) FILTER (WHERE submission_status = 'rejected') AS terms_rejected,
+           -- no file in use: a rejected correction of a loaded file still leaves the term's rows counted
+           count(*) FILTER (WHERE submission_status = 'rejected' AND path_in_use IS NULL) AS terms_rejected,
            sum(rows_quarantined) AS rows_quarantined
     FROM marts.submission_status GROUP BY ALL
 )
