@@ -75,6 +75,10 @@ def test_layers_agree_and_model_runs(first_run):
     # The demo's national targets are scaled to its share of national size (issue 15: like with like).
     assert total[1] == pytest.approx(50000 * summary["national_fraction"]) and total[0] > 0
     assert result["engineers_2030"] == pytest.approx(total[0])
+    # T, the Decision's measure, leads the result (issue 15): the persons trained against the target.
+    t = con.execute("""SELECT p50, target FROM marts.model_measures
+                       WHERE scenario = 'baseline' AND measure = 'trained' AND dimension = 'total'""").fetchone()
+    assert result["trained_2030"] == pytest.approx(t[0]) and result["trained_target_2030"] == pytest.approx(t[1])
     rounds = con.execute("SELECT count(*), sum(placed > slots) FROM marts.model_rounds WHERE basis = 'projected'").fetchone()
     assert rounds[0] > 0 and rounds[1] == 0  # never more placed than slots offered
     # names, national ids and birth dates never reach the warehouse

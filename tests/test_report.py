@@ -256,7 +256,14 @@ def test_headline_artifacts(report_run):
     assert by[("track_group", "fab_pkg_test")]["target"] == round(35000 * scale)
     for r in rows:
         assert r["p10"] <= r["p50"] <= r["p90"] and 0 <= r["probability_meeting_target"] <= 1
-    assert by[("total", "all")]["p50"] == round(report_run["result"]["engineers_2030"])
+    # Each target is set against T, the persons trained, with P and E beside it (issue 15).
+    with duckdb.connect(str(report_run["data_dir"] / "published" / "lab2fab.duckdb"), read_only=True) as con:
+        t = dict(con.execute("""SELECT measure, p50 FROM marts.model_measures
+                                WHERE scenario = 'baseline' AND dimension = 'total'""").fetchall())
+    assert by[("total", "all")]["measure"] == "trained" and by[("total", "all")]["p50"] == round(t["trained"])
+    assert by[("total", "all")]["practice_ready_p50"] == round(t["practice_ready"])
+    assert by[("total", "all")]["employed_p50_assumption_driven"] == round(t["employed"])
+    assert {("degree_level", c) for c in ("bachelor_engineer", "master", "doctor")} <= set(by)
     assert "projection to 2030" in notes[-1].data
 
 
@@ -301,3 +308,41 @@ def test_helpers():
     assert en.pct(0.354) == "35%" and vi.pct(0.3549, 1) == "35,5%"
     with pytest.raises(ValueError):
         report.Lang("fr")
+
+
+def test_text_from_files_is_escaped_on_the_page():
+    # University names, reasons, province and scenario descriptions come from submitted or reference files:
+    # the templates autoescape them, and the chart specs cannot close their <script> early.
+    import pandas as pd
+
+    from transforms.publish.report import page
+
+    hostile = '<script>alert("x")</script>&'
+    en = report.Lang("en")
+    subs = pd.DataFrame([{"university_code": "U01", "name_vi": hostile, "term": "2024-2", "status": "rejected",
+                          "received_at": pd.NaT, "reason": hostile}])
+    unis = pd.DataFrame([{"university_code": "U01", "name_vi": hostile, "region": hostile, "province_2025": hostile,
+                          "students": 15, "graduates": None, "placed_pub": None, "placement_rate": None,
+                          "projected_rate": None, "status_latest": "rejected", "terms_missing": 0, "terms_rejected": 1,
+                          "quarantined": None}])
+    env = page._environment()
+    context = {"t": en.t, "attention": page.attention_rows(subs, en),
+               "universities": page.university_rows(unis, en, "2024-2")}
+    for name in ("quality.html.j2", "universities.html.j2"):
+        out = env.get_template(name).render(context)
+        assert "<script" not in out and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&amp;" in out, name
+    assert '<td class="num sup" data-sort="-1">..</td>' in env.get_template("universities.html.j2").render(context)
+    specs = str(page._json_script({"chart": {"title": "</script><b>"}}))
+    assert "</script" not in specs and json.loads(specs.replace("<\\/", "</")) == {"chart": {"title": "</script><b>"}}
+
+
+def test_the_report_package_keeps_its_functions_short():
+    # Issue 16: no function of the report over ~60 lines (the page is templates, the SQL is queries.py).
+    import ast
+
+    package = Path(report.__file__).parent
+    long = [f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in sorted(package.glob("*.py"))
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60]
+    assert not long, long
