@@ -647,6 +647,7 @@ def test_pipeline_model_stage_on_the_first_term_of_a_new_programme(prefect_harne
     build_warehouse(wh_path, [(300, 1, 2024), (100, 4, 2021)], first="2024-1", last="2024-1")
     result = stage(str(data_dir), draws=30)
     assert result["engineers_2030"] > 0 and "baseline" in result["scenarios"]
+    assert 0 < result["practice_ready_2030"] <= result["trained_2030"] and result["employed_2030"] > 0
     con = duckdb.connect(str(wh_path), read_only=True)
     try:
         names = {r[0] for r in con.execute("SELECT name FROM marts.model_parameters WHERE name LIKE 'fallback.%'")
@@ -697,7 +698,7 @@ def _steady(u: str, n: int, intakes: range, prog: str = CORE_DESIGN, level: str 
     return [(f"{u}-{y}-{j}", u, prog, level, y, f"{y}-1", years) for y in intakes for j in range(n)]
 
 
-NO_NOISE = {"fixed": FIXED, "exit_scale": 0.0}
+NO_NOISE = {"fixed": FIXED, "exit_scale": 0.0, "flow_noise": False}  # expected values: no year-to-year noise either
 
 
 def test_carried_forward_university_gives_no_phantom_graduates(tmp_path):

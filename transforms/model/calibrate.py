@@ -81,11 +81,14 @@ class Assumptions:
     cost_per_slot: dict = field(default_factory=lambda: {"company": 9000.0, "research_centre": 7000.0,
                                                          "university": 6000.0, "domestic_lab": 2500.0})
     budget: float | None = None          # budget for extra slots over the decision rounds (None: report the cost only)
+    # Most extra slots a host type can take a round in each track (national; absent: no limit). Judgment: about
+    # as many again as the baseline plan gives Korean university centres (90 a round) and research centres (160).
+    extra_slot_limit: dict = field(default_factory=lambda: {"university": 100.0, "research_centre": 200.0})
     # Share of announced host slots that hosts fill: Beta(mean, weight) prior, judgment, updated with the
     # observed rounds (placements / announced slots of the same round and track).
     slot_fill_prior: tuple[float, float] = (0.85, 20.0)
     # Year-to-year noise (issue 15): each term's graduations and drop-outs of a cell are binomial around the
-    # draw's rates, and each term's intake Poisson around the trend (normal approximations; docs/MODEL.md).
+    # draw's rates (exact for small cells), and each term's intake Poisson around the trend (docs/MODEL.md).
     flow_noise: bool = True
     fixed: dict = field(default_factory=dict)  # parameter -> fixed value (point mass), for sensitivity and tests
 
@@ -313,6 +316,10 @@ class Calibration:
     # parameter, strata (or units), reason, used. Also rows `fallback.*` of marts.model_parameters.
     fallbacks: list = field(default_factory=list)
     slot_fill_post: tuple[float, float] = (17.0, 3.0)   # Beta posterior of the share of announced slots filled
+    # Second-semester intake as a ratio of the same academic year's first-semester intake, pooled over the
+    # trend years: Gamma posterior (shape, rate) [K, L, 2]; used where `intake_spring_ok` [K, L].
+    intake_spring_post: np.ndarray = None
+    intake_spring_ok: np.ndarray = None
 
 
 def _beta_from(mean: float, weight: float) -> tuple[float, float]:
@@ -551,6 +558,19 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions()) -> Calibration:
             x, yv = yearly.index.to_numpy(float), np.log(yearly.to_numpy(float))
             growth[k, l], growth_se[k, l], dof[k, l] = (yv[1] - yv[0]) / (x[1] - x[0]), 0.05, 1
             sxx[k, l] = 0.05 ** 2 / 0.05 ** 2
+    # Second-semester intake (students first seen in February: late admissions, or a first-term row that was
+    # quarantined) as a ratio of the same academic year's first-semester intake, pooled over the trend
+    # years with both semesters observed: its counts are small (~0.5% of the autumn on the demo), so the
+    # last year's count alone is one noisy Poisson draw, and projecting it as the base biased the
+    # second-semester intakes. Gamma(0.5 + spring, autumn) posterior of the ratio (Jeffreys prior).
+    spring_post = np.zeros((K, L, 2))
+    spring_ok = np.zeros((K, L), dtype=bool)
+    both = it[(it["year"] >= first_year) & (it["year"] * 2 + 1 <= last_ti)]
+    for (k, l), g in both.groupby(["k", "l"]):
+        aut, spr = float(g.loc[g["sem"] == 0, "n"].sum()), float(g.loc[g["sem"] == 1, "n"].sum())
+        if aut > 0:
+            spring_post[k, l] = (0.5 + spr, aut)
+            spring_ok[k, l] = True
     # University shares of the (track, level) intake: the last two academic years with intake.
     share = np.zeros(C)
     rec = it[it["year"] >= last_year - 1].merge(keys[["u", "track", "level", "cell"]], on=["u", "track", "level"])
@@ -608,7 +628,8 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions()) -> Calibration:
                       grad_expected=m_g, kappa={"exit": kx, "graduation": kg}, stock0=stock0, intake_base=base,
                       intake_base_year=base_year, intake_growth=growth, intake_growth_se=growth_se, intake_dof=dof,
                       intake_resid_var=resid_var, intake_sxx=sxx,
-                      intake_share=share, grads_obs=grads_obs, completion_post=completion_post,
+                      intake_share=share, intake_spring_post=spring_post, intake_spring_ok=spring_ok,
+                      grads_obs=grads_obs, completion_post=completion_post,
                       slot_fill_post=slot_fill_post,
                       conversion_post=conversion_post, observed_rounds=obs, fallbacks=fallbacks)
     cal.summary = _summary(cal, a, counts, o_x, n_x, o_g, n_g, completed, withdrew, yes, no)
@@ -759,6 +780,7 @@ class Draws:
     without_ratio: np.ndarray  # [D]
     slot_fill: np.ndarray = None  # [D] share of announced host slots filled (None: all)
     flow_seed: int | None = None  # seed of the year-to-year flow and intake noise (None: expected values only)
+    intake_spring: np.ndarray = None  # [D, K, L] second-semester intake / first-semester intake of the same year
 
     @property
     def without_practice(self) -> np.ndarray:
@@ -770,7 +792,7 @@ class Draws:
         idx = np.asarray(idx, dtype=np.int64)
         arrays = {f: getattr(self, f) for f in ("trans", "exit_or", "grad_or", "intake_growth", "intake_eps",
                                                 "completion", "conversion", "application", "without_ratio",
-                                                "slot_fill")}
+                                                "slot_fill", "intake_spring")}
         return Draws(n=len(idx), flow_seed=self.flow_seed,
                      **{f: (None if v is None else v[idx]) for f, v in arrays.items()})
 
@@ -820,6 +842,17 @@ def draw_parameters(cal: Calibration, a: Assumptions, n: int, seed: int) -> Draw
     if unknown:
         raise ValueError(f"cannot fix {unknown}; fixable parameters: {list(FIXABLE)}")
 
+    # Its own stream (child 10 of 11: the other children are unchanged), so the earlier draws stay the same.
+    sp = cal.intake_spring_post
+    spring = None
+    if sp is not None:
+        g_sp = np.random.default_rng(np.random.SeedSequence(seed).spawn(11)[10])
+        spring = (g_sp.standard_gamma(np.maximum(sp[..., 0], 1e-9), (n,) + sp.shape[:2])
+                  / np.where(sp[..., 1] > 0, sp[..., 1], 1.0)).astype(np.float32)
+        if a.intake_mode == "planned":  # a plan is an input: the ratio at its posterior mean
+            spring = np.broadcast_to(sp[..., 0] / np.where(sp[..., 1] > 0, sp[..., 1], 1.0),
+                                     (n,) + sp.shape[:2]).astype(np.float32).copy()
+
     def beta(i, name, ab):
         x = gens[i].beta(ab[0], ab[1], n)
         return np.full(n, float(fixed[name])) if name in fixed else x
@@ -829,7 +862,7 @@ def draw_parameters(cal: Calibration, a: Assumptions, n: int, seed: int) -> Draw
                  conversion=beta(5, "conversion_rate", cal.conversion_post),
                  application=beta(6, "application_rate", _beta_from(*a.application_rate)),
                  without_ratio=beta(7, "without_practice_ratio", _beta_from(*a.without_practice_ratio)),
-                 slot_fill=beta(8, "slot_fill", cal.slot_fill_post),
+                 slot_fill=beta(8, "slot_fill", cal.slot_fill_post), intake_spring=spring,
                  # Its own stream (child 9: children 0-8 are the same whatever the number spawned).
                  flow_seed=int(np.random.SeedSequence(seed).spawn(10)[9].generate_state(1)[0]) if a.flow_noise
                  else None)

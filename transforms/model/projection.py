@@ -44,7 +44,7 @@ QUANTILES = (0.1, 0.5, 0.9)
 MARTS = ("model_headline", "model_engineers", "model_progress", "model_rounds", "model_bottleneck",
          "model_universities", "model_graduates", "model_cohorts", "model_capacity_solution", "model_marginal",
          "model_backtest", "model_parameters", "model_scenarios", "model_measures", "model_trained_scope",
-         "model_practice_capacity", "model_milestones")
+         "model_practice_capacity", "model_milestones", "model_budget", "model_budget_mix")
 # Assumptions that change the calibration or the cohort projection (the rest only change the rounds).
 COHORT_FIELDS = ("lost_as_exit", "exit_scale", "intake_mode", "intake_growth", "intake_trend_years",
                  "intake_growth_bounds", "completion_prior", "conversion_prior", "horizon_year", "final_year_rounds",
@@ -551,6 +551,321 @@ def solve_practice_capacity(prep: Prepared, setup: RoundsSetup, base_res, a: Ass
 
 
 # ----------------------------------------------------------------------------------------------
+# The cheapest mix of rounds, tracks and host types; the best P within a budget (issue 15)
+# ----------------------------------------------------------------------------------------------
+
+# Linearised values (P per dollar) within 1% of each other are a tie: those slots are bought together,
+# evenly, rather than all in whichever round happens to be a hair ahead (docs/MODEL.md, "Decisions").
+MIX_TIE = 0.01
+MIX_COLUMNS = ["scenario", "answer", "target_group", "round", "track", "host_type", "slots", "slots_national",
+               "cost_per_slot", "cost_national", "marginal_p", "p_per_million"]
+BUDGET_COLUMNS = ["scenario", "answer", "target_group", "probability", "goal_p50", "baseline_p_p50",
+                  "baseline_probability", "feasible", "slots_national", "cost_national", "budget", "within_budget",
+                  "p_mean", "p_p10", "p_p50", "p_p90", "probability_meeting", "p_per_million_average",
+                  "p_per_million_marginal", "scale", "note"]
+
+
+def _host_types(prep: Prepared, a: Assumptions, track: str, setup: RoundsSetup | None = None) -> dict[str, float]:
+    """Host type -> cost per slot, for the types of the hosts that take the track and offer slots in the
+    scenario (a planned host without slots, e.g. a domestic lab not yet open, is not a host)."""
+    hosts = prep.cal.panel.hosts
+    active = set(hosts["host_code"]) if setup is None else {
+        h for h, n in zip(setup.host_codes, setup.slots.sum(axis=(0, 2))) if n > 0}
+    types = {ht for code, ht, tr in zip(hosts["host_code"], hosts["host_type"], hosts["tracks"].fillna(""))
+             if track in str(tr).split("|") and code in active}
+    return {ht: float(c) for ht, c in (a.cost_per_slot or {}).items() if ht in types}
+
+
+@dataclass
+class MixPath:
+    """A monotone path of extra-slot mixes: at `z` slots bought (data scale) the mix is linear between the
+    breakpoints. Segments are (round position, track, host type); each is bought in order of P per dollar,
+    ties together and evenly, each up to its cap. More z never takes a slot away (so P never falls)."""
+    segs: list                 # (i, k, host_type, P per slot, national cost of a data-scale slot, group, cap)
+    z: np.ndarray              # [B] slots bought at each breakpoint
+    mix: np.ndarray            # [B, S] slots of each segment at each breakpoint
+    cost_nat: np.ndarray       # [S] national cost of one data-scale slot of each segment (cost / scale)
+    onehot: np.ndarray         # [S, R * K]
+    R: int
+    K: int
+
+    @property
+    def z_max(self) -> float:
+        return float(self.z[-1])
+
+    def at(self, z) -> np.ndarray:
+        """Slots per segment [n, S] at z slots bought (z: [n]; clipped to the path)."""
+        z = np.clip(np.asarray(z, float), 0, self.z_max)
+        if len(self.z) < 2:
+            return np.zeros((len(z), len(self.segs)))
+        j = np.clip(np.searchsorted(self.z, z, side="right") - 1, 0, len(self.z) - 2)
+        w = (z - self.z[j]) / np.maximum(self.z[j + 1] - self.z[j], 1e-12)
+        return self.mix[j] + w[:, None] * (self.mix[j + 1] - self.mix[j])
+
+    def extra(self, mix: np.ndarray) -> np.ndarray:
+        """Extra slots [n, R, K] of mixes [n, S]."""
+        return (mix @ self.onehot).reshape(len(mix), self.R, self.K)
+
+    def cost(self, mix: np.ndarray) -> np.ndarray:
+        return mix @ self.cost_nat
+
+    def z_for_cost(self, budget: float) -> float:
+        """Slots bought when `budget` (national) is spent along the path (the whole path if it costs less)."""
+        cb = self.cost(self.mix)
+        return float(np.interp(budget, cb, self.z)) if budget < cb[-1] else self.z_max
+
+
+def _mix_segments(prep: Prepared, setup: RoundsSetup, a: Assumptions, marginal: pd.DataFrame, span: np.ndarray,
+                  unmet_slots: np.ndarray, scale: float, groups: list[str]) -> list:
+    """(i, k, host_type, P per slot, national cost per data-scale slot, group, cap in data-scale slots) for every
+    decision round, track of `groups` and host type taking it. P per slot: the simulation's marginal probes
+    (`model_marginal.marginal_p_per_slot`; the same for every host type: completion is national). Caps: a
+    round's extra slots in a track are worth something only up to its unmet demand (baseline, P50, in slots);
+    of that, the cheaper host types come first, each up to `extra_slot_limit`."""
+    mp = {(r, t): float(v) for r, t, v in zip(marginal["round"], marginal["track"], marginal["marginal_p_per_slot"])}
+    limit = {ht: float(v) * scale for ht, v in (a.extra_slot_limit or {}).items() if v is not None}
+    segs = []
+    for k, t in enumerate(TRACKS):
+        g = TRACK_GROUP[t]
+        if g not in groups:
+            continue
+        types = sorted(_host_types(prep, a, t, setup).items(), key=lambda kv: (kv[1], kv[0]))
+        for i in np.nonzero(span > 0)[0]:
+            m = mp.get((prep.rounds[i], t), np.nan)
+            if not m > 1e-9:                    # no probe, or a slot there buys nothing (late round, no demand)
+                continue
+            left = float(unmet_slots[i, k])
+            for ht, cost in types:
+                cap = min(left, limit.get(ht, np.inf))
+                if cap > 1e-9 and cost > 0:
+                    segs.append((int(i), k, ht, m, cost / scale, g, cap))
+                    left -= cap
+    return segs
+
+
+def _mix_path(segs: list, R: int, K: int, track_cap: np.ndarray | None = None) -> MixPath:
+    """Breakpoints of the path: segments in order of P per dollar, within `MIX_TIE` filled together
+    (equal slots each, every one up to its cap). track_cap [K]: extra slots worth buying in a track over all
+    rounds (its applicants the baseline never places: a slot can place each of them only once)."""
+    S = len(segs)
+    left = np.full(K, np.inf) if track_cap is None else np.asarray(track_cap, float).copy()
+    order = sorted(range(S), key=lambda s: (-segs[s][3] / segs[s][4], segs[s][0], segs[s][1]))
+    zs, mixes = [0.0], [np.zeros(S)]
+    full = np.zeros(S)
+    p = 0
+    while p < S:
+        v0 = segs[order[p]][3] / segs[order[p]][4]
+        tier = [order[q] for q in range(p, S) if segs[order[q]][3] / segs[order[q]][4] >= v0 * (1 - MIX_TIE)]
+        caps = np.array([segs[s][6] for s in tier])
+        ks = np.array([segs[s][1] for s in tier])
+        for k in np.unique(ks):                     # a tier buys no more of a track than is left of it
+            own = ks == k
+            caps[own] *= min(1.0, max(left[k], 0.0) / caps[own].sum())
+            left[k] -= caps[own].sum()
+        for level in np.unique(caps[caps > 1e-9]):
+            mix = full.copy()
+            mix[tier] = np.minimum(caps, level)
+            zs.append(float(mix.sum()))
+            mixes.append(mix)
+        full[tier] = caps
+        p += len(tier)
+    onehot = np.zeros((S, R * K))
+    for s, seg in enumerate(segs):
+        onehot[s, seg[0] * K + seg[1]] = 1.0
+    return MixPath(segs=segs, z=np.array(zs), mix=np.array(mixes), cost_nat=np.array([s[4] for s in segs]),
+                   onehot=onehot, R=R, K=K)
+
+
+def _whole_slots(path: MixPath, mix: np.ndarray, scale: float, up: bool) -> np.ndarray:
+    """Whole national slots per segment (up for a goal, down for a budget), back at the data's scale."""
+    nat = mix / scale
+    nat = np.ceil(nat - 1e-6) if up else np.floor(nat + 1e-6)
+    return np.maximum(nat, 0) * scale
+
+
+def solve_budget_mix(prep: Prepared, setup: RoundsSetup, base_res, a: Assumptions, persons, marginal: pd.DataFrame,
+                     scale: float = 1.0, scenario: str = "baseline") -> dict[str, pd.DataFrame]:
+    """The cheapest mix of extra slots over (round, track, host type) that meets each group's P goal with
+    probability `goal_probability`; whether it fits `budget`, and if not the mix with the most P within it;
+    P bought per 1,000,000 (average over the mix, and at the margin: the next million along the path).
+
+    Method (docs/MODEL.md, "Decisions"): a greedy on the linearised problem (P per slot from the marginal
+    probes, per dollar at each host type's cost, capped by unmet demand and `extra_slot_limit`) gives a
+    monotone path of mixes; each draw's threshold along the path is found by simulation (as for the capacity
+    question), the answer is the `goal_probability` quantile of them, rounded up to whole national slots,
+    and checked by simulation on every draw. The budget's mix spends the budget along the same order."""
+    D, R, K = prep.draws.n, len(prep.rounds), len(TRACKS)
+    start, span, first, unmet, base_slots = _decision_rounds(prep, setup, base_res, a)
+    fill = float(np.median(prep.draws.slot_fill)) if prep.draws.slot_fill is not None else 1.0
+    unmet_slots = np.median(base_res.per_round["unmet_demand"], axis=0) / max(fill, 1e-9)    # [R, K]
+    # Applicants the baseline never places from the first decision round on: aged out, or still waiting
+    # at the horizon (in slots: a slot places `fill` of them).
+    never = (np.median(base_res.per_round["aged_out"][:, start:], axis=0).sum(axis=0)
+             + np.median(base_res.per_round["unmet_demand"][:, -1], axis=0)) / max(fill, 1e-9)   # [K]
+    grads_c = ms.counted_pool(prep.grads_in, persons)
+    m0 = ms.compute(prep, setup, base_res, a, persons)
+    p0 = ms.groups(m0.P, levels=False)
+    p_goal = float(a.goal_probability)
+    budget = None if a.budget is None else float(a.budget)
+    group_names = [g for g in ("design", "fab_pkg_test") if ms.goal_for(a, m0.T, g) is not None]
+    paths = {g: _mix_path(_mix_segments(prep, setup, a, marginal, span, unmet_slots, scale, [g]), R, K, never)
+             for g in group_names}
+
+    Dm = min(D, MARGINAL_DRAWS)
+
+    def p_by_group(blocks: list) -> dict[str, list]:
+        """P per group of mixes stacked along the draw axis, the first on every draw, the others (the next
+        million) on the first `MARGINAL_DRAWS` draws, like the marginal probes: {group: [[D], [Dm], ...]}."""
+        idx = np.concatenate([np.arange(D)] + [np.arange(Dm)] * (len(blocks) - 1))
+        extra = np.concatenate([np.broadcast_to(b, (D if j == 0 else Dm, R, K)) for j, b in enumerate(blocks)])
+        draws_t = prep.draws.take(idx)
+        res = simulate_rounds(setup, grads_c[idx], draws_t, extra)
+        sub = replace(prep, draws=draws_t, grads_in=prep.grads_in[idx])
+        pg = ms.groups(ms.compute(sub, setup, res, a, persons).P, levels=False)
+        cuts = np.cumsum([D] + [Dm] * (len(blocks) - 1))[:-1]
+        return {g: np.split(pg[("track_group", g)], cuts) for g in ("design", "fab_pkg_test")}
+
+    # Each draw's threshold along its group's path (z / z_max in [0, 1]), all groups in one simulation a step.
+    Ds = min(D, SOLVE_DRAWS)
+    todo = [g for g in group_names if paths[g].z_max > 0]
+    z_goal, feasible = {}, {}
+    for g in group_names:
+        if g not in todo:
+            goal = ms.goal_for(a, m0.T, g)
+            feasible[g] = bool(np.mean(p0[("track_group", g)] >= goal) >= p_goal)
+            z_goal[g] = 0.0
+    if todo:
+        idx = np.tile(np.arange(Ds), len(todo))
+        draws_t = prep.draws.take(idx)
+        grads_t = grads_c[idx]
+        sub = replace(prep, draws=draws_t, grads_in=prep.grads_in[idx])
+        target = np.concatenate([ms.goal_for(a, m0.T, g)[:Ds] for g in todo])
+
+        def f(t):
+            ex = np.concatenate([paths[g].extra(paths[g].at(t[j * Ds:(j + 1) * Ds] * paths[g].z_max))
+                                 for j, g in enumerate(todo)])
+            pg = ms.groups(ms.compute(sub, setup, simulate_rounds(setup, grads_t, draws_t, ex), a, persons).P,
+                           levels=False)
+            return np.concatenate([pg[("track_group", g)][j * Ds:(j + 1) * Ds] for j, g in enumerate(todo)])
+
+        thr, _, _ = _thresholds(f, target, 1.0, len(todo) * Ds, tol=1e-3)
+        for j, g in enumerate(todo):
+            x = np.sort(thr[j * Ds:(j + 1) * Ds])[int(np.ceil(p_goal * Ds)) - 1]
+            feasible[g] = bool(np.isfinite(x))
+            z_goal[g] = float(x) * paths[g].z_max if feasible[g] else paths[g].z_max
+
+    def mix_of(z: dict, up: bool) -> dict[str, np.ndarray]:
+        return {g: _whole_slots(paths[g], paths[g].at([z[g]])[0], scale, up) for g in group_names}
+
+    def evaluate(mixes: dict, next_cost: float = 1e6) -> dict:
+        """{group: (P with the mix on every draw, P gained per `next_cost` (national) by the next slots along
+        the group's path, on the first `MARGINAL_DRAWS` draws; 0 at the end of the path)}."""
+        ex0 = sum((paths[g].extra(mixes[g][None]) for g in group_names), np.zeros((1, R, K)))
+        blocks, added = [ex0], {}
+        for g in group_names:
+            c = float(paths[g].cost(mixes[g][None])[0])
+            z_next = paths[g].z_for_cost(c + next_cost)
+            more = np.maximum(paths[g].at([z_next])[0], mixes[g]) - mixes[g]
+            added[g] = float(paths[g].cost(more[None])[0])     # under next_cost where the mix is ahead of the path
+            blocks.append(ex0 + paths[g].extra(more[None]))
+        pg = p_by_group(blocks)
+        return {g: (pg[g][0], (pg[g][1 + j] - pg[g][0][:Dm]) * (next_cost / added[g] if added[g] > 0 else 0.0))
+                for j, g in enumerate(group_names)}
+
+    def summary(answer: str, mixes: dict, ev: dict, fits: bool | None, notes: dict) -> list:
+        rows, tot = [], {"slots": 0.0, "cost": 0.0, "p": np.zeros(D), "p0": np.zeros(D), "pm": 0.0}
+        for g in group_names:
+            goal = ms.goal_for(a, m0.T, g)
+            base = p0[("track_group", g)]
+            p_mix, gain_next = ev[g]
+            cost = float(paths[g].cost(mixes[g][None])[0])
+            slots = float(mixes[g].sum() / scale)
+            q = q3(p_mix)
+            # Per 1,000,000 of national budget, in national persons (P at the data's scale / scale).
+            avg = float(np.mean(p_mix - base) / scale / cost * 1e6) if cost > 0 else np.nan
+            rows.append((scenario, answer, g, p_goal, float(np.median(goal)), float(np.median(base)),
+                         float(np.mean(base >= goal)), feasible[g], slots, cost, budget, fits, float(p_mix.mean()),
+                         *map(float, q), float(np.mean(p_mix >= goal)), avg,
+                         float(np.mean(gain_next)) / scale, float(scale), notes.get(g, "")))
+            tot["slots"] += slots
+            tot["cost"] += cost
+            tot["p"] += p_mix
+            tot["p0"] += base
+            tot["pm"] = max(tot["pm"], float(np.mean(gain_next)))  # the better next million, in either group
+        q = q3(tot["p"])
+        both = np.ones(D, dtype=bool)
+        for g in group_names:
+            both &= ev[g][0] >= ms.goal_for(a, m0.T, g)
+        rows.append((scenario, answer, "all", p_goal, np.nan, float(np.median(tot["p0"])), np.nan,
+                     all(feasible.values()), tot["slots"], tot["cost"], budget, fits, float(tot["p"].mean()),
+                     *map(float, q), float(both.mean()) if group_names else np.nan,
+                     float(np.mean(tot["p"] - tot["p0"]) / scale / tot["cost"] * 1e6) if tot["cost"] > 0 else np.nan,
+                     tot["pm"] / scale, float(scale), "both groups together (probability: both goals met)"))
+        return rows
+
+    def mix_rows(answer: str, mixes: dict) -> list:
+        rows = []
+        for g in group_names:
+            for s, (i, k, ht, m, cost_nat, _, _) in enumerate(paths[g].segs):
+                n = float(mixes[g][s])
+                if n > 1e-9:
+                    cost = cost_nat * scale
+                    rows.append((scenario, answer, g, prep.rounds[i], TRACKS[k], ht, n, n / scale, cost,
+                                 n * cost_nat, m, m / cost * 1e6))
+        return rows
+
+    goal_mix = mix_of(z_goal, up=True)
+    ev = evaluate(goal_mix)
+    # The thresholds were solved on the first SOLVE_DRAWS draws: if every draw says the probability falls a
+    # little short, buy 1% more along the path (at most three times) rather than report a near miss.
+    for _ in range(3):
+        short = [g for g in group_names if feasible[g] and paths[g].z_max > z_goal[g]
+                 and np.mean(ev[g][0] >= ms.goal_for(a, m0.T, g)) < p_goal]
+        if not short:
+            break
+        for g in short:
+            z_goal[g] = min(z_goal[g] * 1.01 + scale, paths[g].z_max)
+        goal_mix = mix_of(z_goal, up=True)
+        ev = evaluate(goal_mix)
+    cost_all = sum(float(paths[g].cost(goal_mix[g][None])[0]) for g in group_names)
+    all_ok = all(feasible.values())
+    fits = None if budget is None else bool(all_ok and cost_all <= budget)
+    notes = {g: "" if feasible[g] else "not reachable along the cheapest path (slots up to unmet demand and the host "
+             "types' limits): the row is the whole path" for g in group_names}
+    summ = summary("cheapest_mix_for_goal", goal_mix, ev, fits, notes)
+    mixr = mix_rows("cheapest_mix_for_goal", goal_mix)
+    if budget is not None and not fits and group_names:
+        # The most P within the budget: one path over both groups' segments, spent up to the budget.
+        both = _mix_path(_mix_segments(prep, setup, a, marginal, span, unmet_slots, scale, group_names), R, K, never)
+        spent = _whole_slots(both, both.at([both.z_for_cost(budget)])[0], scale, up=False)
+        # Rounding down left some budget: spend it on whole national slots, best P per dollar first.
+        caps = np.array([seg[6] for seg in both.segs])
+        value = np.array([seg[3] / seg[4] for seg in both.segs])
+        for s in sorted(range(len(both.segs)), key=lambda s: (-round(value[s] / value.max(), 3), both.segs[s][0])):
+            room = min(np.floor((budget - float(both.cost(spent[None])[0])) / (both.cost_nat[s] * scale) + 1e-9),
+                       np.floor((caps[s] - spent[s]) / scale + 1e-6))
+            if room >= 1:
+                spent[s] += room * scale
+        b_mix = {g: np.array([spent[s] if both.segs[s][5] == g else 0.0 for s in range(len(both.segs))])
+                 for g in group_names}
+        # Express each group's share on its own path (same segments, same order) for the summary.
+        b_own = {}
+        for g in group_names:
+            pos = {(seg[0], seg[1], seg[2]): s for s, seg in enumerate(paths[g].segs)}
+            own = np.zeros(len(paths[g].segs))
+            for s, seg in enumerate(both.segs):
+                if seg[5] == g and b_mix[g][s] > 0:
+                    own[pos[(seg[0], seg[1], seg[2])]] = b_mix[g][s]
+            b_own[g] = own
+        ev_b = evaluate(b_own)
+        summ += summary("best_within_budget", b_own, ev_b, True,
+                        {g: "the most P the budget buys (greedy on P per dollar, both groups)" for g in group_names})
+        mixr += mix_rows("best_within_budget", b_own)
+    return {"model_budget": pd.DataFrame(summ, columns=BUDGET_COLUMNS),
+            "model_budget_mix": pd.DataFrame(mixr, columns=MIX_COLUMNS)}
+
+
+# ----------------------------------------------------------------------------------------------
 # Backtest
 # ----------------------------------------------------------------------------------------------
 
@@ -558,19 +873,40 @@ BACKTEST_COLUMNS = ["track", "metric", "term", "fit_to_term", "predicted", "pred
                     "observed", "error", "pct_error", "within_p10_p90", "track_coverage"]
 
 
-def backtest_cutoff(con, latest: str | None = None) -> tuple[str | None, int]:
-    """The last term the backtest fits on and the terms held out: the last academic year (two terms)
-    when at least six terms are in the panel, the last term when four or five are, none otherwise
-    (the fit needs transitions out of both semesters). `latest`: the latest term the model uses."""
+def backtest_cutoff(con, latest: str | None = None) -> tuple[list[str], int]:
+    """The fit-to terms (origins) of the rolling backtest and the terms each holds out: two terms (an
+    academic year) when at least six terms are in the panel, one when four or five are, none otherwise
+    (the fit needs transitions out of both semesters). Every origin with at least four terms of fit (three
+    when one term is held out) whose held-out terms are all observed is backtested, the last
+    `BACKTEST_ORIGINS` of them: one origin gives six figures a track, too few to tell 0.5 from 0.8
+    coverage. `latest`: the latest term the model uses."""
     terms = [r[0] for r in con.execute("SELECT DISTINCT term FROM staging.enrollment WHERE ? IS NULL OR term <= ? "
                                        "ORDER BY 1", [latest, latest]).fetchall()]
     holdout = 2 if len(terms) >= 6 else 1 if len(terms) >= 4 else 0
-    return (terms[-holdout - 1], holdout) if holdout else (None, 0)
+    if not holdout:
+        return [], 0
+    min_fit = 4 if holdout == 2 else 3
+    origins = [terms[i] for i in range(min_fit - 1, len(terms) - holdout)]
+    return origins[-BACKTEST_ORIGINS:], holdout
 
 
-def backtest(panel, a: Assumptions, draws_n: int, seed: int, holdout_terms: int = 2) -> pd.DataFrame:
-    """Fit on `panel` (cut off before the last `holdout_terms` terms), project those terms, and compare
-    graduates, students on the rolls and intakes per track with what the universities reported."""
+BACKTEST_ORIGINS = 6   # the most recent origins backtested (each ~1 s at 200 draws on the demo)
+
+
+def backtest(panels, a: Assumptions, draws_n: int, seed: int, holdout_terms: int = 2) -> pd.DataFrame:
+    """Fit on each panel of `panels` (one Panel, or a list: one per origin, each cut off `holdout_terms`
+    terms before data that exists), project those terms, and compare graduates, students on the rolls
+    and intakes per track with what the universities reported. `track_coverage` pools every origin."""
+    frames = [_backtest_origin(p, a, draws_n, seed, holdout_terms)
+              for p in (panels if isinstance(panels, (list, tuple)) else [panels])]
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=BACKTEST_COLUMNS[:-1])
+    # Share of the track's held-out figures (origins x terms x metrics) inside P10-P90: about 0.8 if the
+    # intervals are right.
+    out["track_coverage"] = out.groupby("track")["within_p10_p90"].transform("mean").astype(float)
+    return out
+
+
+def _backtest_origin(panel, a: Assumptions, draws_n: int, seed: int, holdout_terms: int) -> pd.DataFrame:
     cal = calibrate(panel, a)
     draws = draw_parameters(cal, a, draws_n, seed)
     out = project_cohorts(cal, draws, holdout_terms, ledger=True)
@@ -587,10 +923,7 @@ def backtest(panel, a: Assumptions, draws_n: int, seed: int, holdout_terms: int 
                 lo, med, hi = q3(x)
                 rows.append((t, metric, term_from_index(ti), panel.last_term, float(med), float(lo), float(hi),
                              float(o), float(med - o), float((med - o) / o) if o else np.nan, bool(lo <= o <= hi)))
-    out = pd.DataFrame(rows, columns=BACKTEST_COLUMNS[:-1])
-    # Share of the track's held-out figures (terms x metrics) inside P10-P90: about 0.8 if the intervals are right.
-    out["track_coverage"] = out.groupby("track")["within_p10_p90"].transform("mean").astype(float)
-    return out
+    return pd.DataFrame(rows, columns=BACKTEST_COLUMNS[:-1])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -879,7 +1212,7 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
         scs = find_scenarios(scenarios, folder)
     latest = latest_term(con)  # marts.current_term: terms after it (too few universities yet) are not data
     cutoff, holdout = backtest_cutoff(con, latest) if backtest_draws else (None, 0)
-    panels = load_panels(con, [latest] + ([cutoff] if cutoff else []))
+    panels = load_panels(con, [latest] + list(cutoff or []))
     panel = panels[0]
     timings["load"] = time.perf_counter() - t0
     per_a = {s.name: s.assumptions_over(base) for s in scs}
@@ -935,9 +1268,15 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
         if decisions and s.name == "baseline":
             t1 = time.perf_counter()
             outs["model_capacity_solution"].append(solve_capacity(prep, setup, res, targets, a, s.name))
-            outs["model_marginal"].append(marginal_engineers(prep, setup, a, s.name, persons))
+            marginal = marginal_engineers(prep, setup, a, s.name, persons)
+            outs["model_marginal"].append(marginal)
             outs["model_practice_capacity"].append(solve_practice_capacity(prep, setup, res_counted, a_goal, persons,
                                                                            scale, s.name))
+            t2 = time.perf_counter()
+            for name, frame in solve_budget_mix(prep, setup, res_counted, a_goal, persons, marginal, scale,
+                                                s.name).items():
+                outs[name].append(frame)
+            timings["budget_mix"] = time.perf_counter() - t2
             timings["decisions"] = time.perf_counter() - t1
     base_a = per_a[scs[0].name]
     base_cal = next(iter(cals.values()))
@@ -965,7 +1304,7 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
     _log_fallbacks(fallbacks)
     if cutoff:
         t1 = time.perf_counter()
-        outs["model_backtest"].append(backtest(panels[1], base_a, min(backtest_draws, draws), seed, holdout))
+        outs["model_backtest"].append(backtest(panels[1:], base_a, min(backtest_draws, draws), seed, holdout))
         timings["backtest"] = time.perf_counter() - t1
     outs["model_scenarios"] = [_scenarios_frame(scs, per_a)]
     result = {}
@@ -979,12 +1318,9 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
 
 
 def _logger():
-    """The Prefect run logger inside a flow or task run (so warnings reach the run's log), else this module's."""
-    try:
-        from prefect.logging import get_run_logger
-        return get_run_logger()
-    except Exception:  # no active run context (command line, tests), or Prefect not importable
-        return logging.getLogger(__name__)
+    """This module's standard logger; inside a pipeline run flows/pipeline.py forwards the `transforms`
+    loggers to the Prefect run's log (`transforms_log_to_run`), so transforms/ needs no Prefect here."""
+    return logging.getLogger(__name__)
 
 
 def _log_fallbacks(fallbacks: list[dict]) -> None:
@@ -1008,6 +1344,10 @@ def _empty(name: str) -> pd.DataFrame:
         return pd.DataFrame(columns=BACKTEST_COLUMNS)
     if name == "model_milestones":
         return pd.DataFrame(columns=MILESTONE_COLUMNS)
+    if name == "model_budget":
+        return pd.DataFrame(columns=BUDGET_COLUMNS)
+    if name == "model_budget_mix":
+        return pd.DataFrame(columns=MIX_COLUMNS)
     if name == "model_practice_capacity":
         return pd.DataFrame(columns=["scenario", "target_group", "track", "probability", "extra_slots_per_round",
                                      "feasible", "note"])

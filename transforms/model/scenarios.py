@@ -166,11 +166,43 @@ def parse_scenario(spec: dict, path: str | None = None) -> Scenario:
     assumptions = spec.get("assumptions") or {}
     if not isinstance(assumptions, dict):
         raise ScenarioError(f"{where}: assumptions must be a mapping")
+    _check_decision_inputs(assumptions, where)
     sc = Scenario(name=name, description=str(spec["description"]).strip(), author=str(spec["author"]),
                   date=str(when), reviewed_by=spec.get("reviewed_by"), changes=parsed, assumptions=assumptions,
                   path=path, milestones=parse_milestones(spec.get("milestones"), where))
     sc.assumptions_over(Assumptions())  # unknown assumption names fail here, with the file named
     return sc
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_decision_inputs(assumptions: dict, where: str) -> None:
+    """The budget answer's inputs (docs/MODEL.md, "Decisions"): `cost_per_slot` and `extra_slot_limit` by
+    host type (USD per six-month slot; national extra slots a round in each track, null: no limit),
+    `budget` (national USD) and `goal_probability`."""
+    for key in ("cost_per_slot", "extra_slot_limit"):
+        if key not in assumptions:
+            continue
+        value = assumptions[key]
+        if not isinstance(value, dict):
+            raise ScenarioError(f"{where}: assumptions {key} must be a mapping host type -> number, "
+                                f"e.g. {{company: 9000}}")
+        bad = sorted(set(value) - set(HOST_TYPES))
+        if bad:
+            raise ScenarioError(f"{where}: assumptions {key}: unknown host type(s) {bad}; known: {list(HOST_TYPES)}")
+        for ht, n in value.items():
+            if not (n is None and key == "extra_slot_limit") and not (_number(n) and n >= 0):
+                raise ScenarioError(f"{where}: assumptions {key} {ht} must be a number >= 0, not {n!r}")
+    if "budget" in assumptions and assumptions["budget"] is not None and not (
+            _number(assumptions["budget"]) and assumptions["budget"] >= 0):
+        raise ScenarioError(f"{where}: assumptions budget must be a number >= 0 (national USD), "
+                            f"not {assumptions['budget']!r}")
+    if "goal_probability" in assumptions and not (
+            _number(assumptions["goal_probability"]) and 0 < assumptions["goal_probability"] <= 1):
+        raise ScenarioError(f"{where}: assumptions goal_probability must be a number in (0, 1], "
+                            f"not {assumptions['goal_probability']!r}")
 
 
 def parse_milestones(spec, where: str = "scenario") -> dict:

@@ -35,11 +35,20 @@ def intake_projection(cal: Calibration, draws: Draws, n_terms: int) -> np.ndarra
     for step in range(n_terms):
         ti = cal.last_ti + 1 + step
         sem, year = ti % 2, ti // 2
-        base = cal.intake_base[k, l, sem]                      # [C]
-        ahead = year - cal.intake_base_year[k, l, sem]          # [C]
+        ratio = 1.0
+        if sem == 1 and draws.intake_spring is not None and cal.intake_spring_ok is not None:
+            # Second semester: the draw's ratio to the same year's first-semester trend (calibrate.py), where
+            # one was estimated; elsewhere the last observed second-semester intake, as before.
+            use = cal.intake_spring_ok[k, l]                    # [C]
+            src = np.where(use, 0, 1)
+            ratio = np.where(use[None, :], draws.intake_spring[:, k, l], 1.0)
+        else:
+            src = np.full(len(k), sem)
+        base = cal.intake_base[k, l, src]                       # [C]
+        ahead = year - cal.intake_base_year[k, l, src]          # [C]
         eps = draws.intake_eps[:, k, l, np.clip(ahead - 1, 0, draws.intake_eps.shape[-1] - 1).astype(int)]
         grow = np.exp(draws.intake_growth[:, k, l] * ahead[None, :] + np.where(ahead > 0, eps, 0.0))  # [D, C]
-        out[:, :, step] = np.where(base > 0, base * cal.intake_share, 0.0)[None, :] * grow
+        out[:, :, step] = np.where(base > 0, base * cal.intake_share, 0.0)[None, :] * grow * ratio
     if draws.flow_seed is not None:
         # Year-to-year intake noise: a term's new students are a count, Poisson around the draw's trend.
         out = np.random.default_rng([draws.flow_seed, 1]).poisson(out).astype(F32)
@@ -54,7 +63,9 @@ def _exit_rate(pg2, keep):
 def threads() -> int:
     """Worker threads for the cohort projection (numpy releases the GIL on large arrays):
     $LAB2FAB_MODEL_THREADS, else the number of cores, at most 4."""
-    return max(1, int(os.environ.get("LAB2FAB_MODEL_THREADS", 0)) or min(os.cpu_count() or 1, 4))
+    from transforms.config import settings
+
+    return settings().model_threads or min(os.cpu_count() or 1, 4)
 
 
 def project_cohorts(cal: Calibration, draws: Draws, n_terms: int, *, ledger: bool = False,
@@ -115,12 +126,35 @@ def _transition_matrix(q: np.ndarray, Y: int) -> np.ndarray:
     return T
 
 
+SMALL_COUNT_VAR = 25.0  # below this binomial variance a cell's count is drawn exactly; above, its normal approximation
+
+
+def _count_like(rng: np.random.Generator, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """A count with this mean and binomial variance (var <= mean): where var < SMALL_COUNT_VAR, Binomial(N, p)
+    with p = 1 - var/mean and N = mean/p persons (the fluid flows have fractional persons: the fraction f
+    counts as one more trial worth f), so the mean is exact, the count lies in [0, N] however skewed, and
+    N is at most the cell's persons (Cauchy-Schwarz); the variance falls short by at most p(1-p)/4. Elsewhere
+    the normal approximation (a sd of 5 or more: symmetric enough)."""
+    m = np.asarray(mean, dtype=np.float64)
+    v = np.minimum(np.asarray(var, dtype=np.float64), m)
+    out = m + np.sqrt(v) * rng.standard_normal(m.shape)
+    small = (v < SMALL_COUNT_VAR) & (m > 0)
+    if small.any():
+        ms, vs = m[small], v[small]
+        p = np.clip(1 - vs / ms, 1e-6, 1.0)
+        n = ms / p
+        whole = np.floor(n)
+        out[small] = rng.binomial(whole.astype(np.int64), p) + (n - whole) * (rng.random(n.shape) < p)
+    out[m <= 0] = 0.0
+    return out
+
+
 def _project_chunk(cal: Calibration, trans, cont, exit_or, grad_or, intake, n_terms: int, out: dict,
                    ledger: bool, summary: bool = False, rng: np.random.Generator | None = None) -> None:
     """One chunk of draws: state [D, Cl, 2Y] per level block, one batched matrix product a term.
     rng: year-to-year noise; a cell's graduations and drop-outs in a term are binomial around the
-    draw's rates (normal approximation, variance sum of n.p.(1-p) over its states). The noise scales the
-    term's two rates, and whoever neither graduates nor leaves stays: people are still conserved."""
+    draw's rates (variance sum of n.p.(1-p) over its states; exact for small cells, `_count_like`). The noise
+    moves the term's two rates, and whoever neither graduates nor leaves stays: people are still conserved."""
     cells = cal.cells
     D = trans.shape[0]
     uk_of = cells["uk"].to_numpy(np.int64)
@@ -164,19 +198,31 @@ def _project_chunk(cal: Calibration, trans, cont, exit_or, grad_or, intake, n_te
             keep, pg2, pe2, T = sem_rates(sem)
             grads = np.einsum("dcs,dcs->dc", state, pg2)
             if rng is not None:
-                # The cell's noisy count minus its expected count is spread over its states in proportion to
-                # each state's binomial variance n.p.(1-p): no shift where p is 0 or 1, and unbiased.
-                pe_full = np.broadcast_to(pe2 if pe2 is not None else _exit_rate(pg2, keep), state.shape)
-                var_g, var_x = pg2 * (1 - pg2), pe_full * (1 - pe_full)
-                vg = np.einsum("dcs,dcs->dc", state, var_g)[..., None]
-                vx = np.einsum("dcs,dcs->dc", state, var_x)[..., None]
-                z = rng.standard_normal((2,) + grads.shape, dtype=F32)[..., None]
-                # Symmetric caps keep the noise mean-zero: a state moves at most half its stayers and at
-                # most its own rate, up or down, so no state goes below zero.
-                half = keep / 2
-                mx, mg = np.minimum(pe_full, half), np.minimum(pg2, half)
-                pe2 = pe_full + np.clip(z[1] * var_x / np.sqrt(np.where(vx > 0, vx, 1)), -mx, mx)
-                pg2 = pg2 + np.clip(z[0] * var_g / np.sqrt(np.where(vg > 0, vg, 1)), -mg, mg)
+                # The cell's graduations and drop-outs are counts: each is drawn with the cell's expected count
+                # and binomial variance (sum of n.p.(1-p) over its states; `_count_like`: exact binomial for
+                # small cells), and the difference from the expected count is spread over the states in
+                # proportion to the room each has in that direction (up: its stayers, graduations first and
+                # drop-outs from the stayers left; down: its own count), so no state goes below zero, there is
+                # no shift where p is 0 or 1, whoever neither graduates nor leaves stays (people are
+                # conserved), and the mean is exact unless a draw exceeds the room (then it is capped: rare for
+                # graduations, whose room is every stayer). A symmetric normal clipped at each state's rate (the
+                # earlier approximation) lost about half the variance of the many small cells (a university's
+                # few final-year students), which made the national intervals too narrow.
+                pe2 = np.broadcast_to(pe2 if pe2 is not None else _exit_rate(pg2, keep), state.shape)
+                noisy = []
+                for rate in (pg2, pe2):
+                    mean_c = np.einsum("dcs,dcs->dc", state, rate)
+                    diff = _count_like(rng, mean_c, np.einsum("dcs,dcs->dc", state, rate * (1 - rate))) - mean_c
+                    up_c, down_c = np.einsum("dcs,dcs->dc", state, keep), mean_c      # room (persons) of the cell
+                    diff = np.clip(diff, -down_c, up_c)
+                    # A state's share of the room is its persons x keep (up) or x rate (down), so its rate moves
+                    # by the cell's difference / the cell's room x keep (up) or x rate (down).
+                    f_up = np.where(diff > 0, diff / np.where(up_c > 0, up_c, 1), 0).astype(F32)[..., None]
+                    f_dn = np.where(diff < 0, diff / np.where(down_c > 0, down_c, 1), 0).astype(F32)[..., None]
+                    new = np.maximum(rate + f_up * keep + f_dn * rate, 0)        # float32 rounding at -100%
+                    keep = np.maximum(keep - (new - rate), 0)
+                    noisy.append(new)
+                pg2, pe2 = noisy
                 keep = np.maximum(1 - pg2 - pe2, 0)               # float32 rounding
                 grads = np.einsum("dcs,dcs->dc", state, pg2)
             out["graduates"][:, c0:c1, step] = grads
