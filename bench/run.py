@@ -65,6 +65,7 @@ TARGETS = {
     "noop_total": 5.0,               # s wall in total, from the shell, server start-up included
     "noop_beyond_startup": 5.0,      # s
     "model_seconds": 10.0,           # 1,000 draws
+    "contract_cpu_seconds": 1.0,     # one typical 1,200-row submission through the contract (was a timed test)
     "peak_rss_bytes": 2 * GIB,       # at full scale
 }
 
@@ -343,7 +344,7 @@ def probe_model(data_dir: str, draws: int) -> dict:
     from flows.pipeline import model_stage
 
     t0 = time.perf_counter()
-    out = model_stage(data_dir)
+    out = model_stage(data_dir, force=True)  # the model itself, not its "inputs unchanged" answer
     return {"via": "flows.pipeline.model_stage (no bench/model_bench.py)", "seconds": time.perf_counter() - t0,
             "detail": out}
 
@@ -386,6 +387,11 @@ def run_probe(argv: list[str]) -> int:
         res = probe_model(args[0], int(args[1]))
     elif kind == "query":
         res = probe_query(args[0], int(args[1]))
+    elif kind == "contract":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from contract_bench import bench_contract  # type: ignore[import-not-found]
+
+        res = bench_contract(int(args[0]))
     else:
         raise SystemExit(f"unknown probe {kind}")
     print("BENCH_JSON " + json.dumps(res, default=str))
@@ -557,6 +563,8 @@ class Bench:
         self.say("Prefect start-up (an empty flow run in a new process)")
         startup = self.measure("startup", self.probe("startup"), a.repeats)
         imports = self.measure("imports", self.probe("imports"), a.repeats)
+        self.say("the data contract on one typical 1,200-row submission (bench/contract_bench.py)")
+        self.contract = self.measure("contract", self.probe("contract", str(max(3, a.repeats))), 1)
         scales, short = {}, {}
         if a.two_terms_scale:
             short[f"{a.two_terms_scale:g}"] = self.run_scale(a.two_terms_scale, span=tuple(a.two_terms))
@@ -573,6 +581,7 @@ class Bench:
             "command": "bench/run.py " + " ".join(sys.argv[1:]), "host": host_info(),
             "settings": {k: v for k, v in vars(self.args).items() if k != "probe"},
             "startup": startup, "imports": imports, "scales": scales, "two_terms": short or {},
+            "contract": getattr(self, "contract", None),
         }
         report["table"] = table_rows(report)
         report["targets"] = check_targets(report)
@@ -803,6 +812,9 @@ def check_targets(report: dict) -> dict:
     verdict("noop_total_s", round(noop, 1) if noop else None, TARGETS["noop_total"],
             "`lab2fab run` with nothing new, wall seconds from the shell, start-up included")
     verdict("noop_beyond_startup_s", round(noop - startup, 1) if noop else None, TARGETS["noop_beyond_startup"])
+    contract = (report.get("contract") or {}).get("inner_s")
+    verdict("contract_1200_rows_cpu_s", round(contract, 2) if contract else None, TARGETS["contract_cpu_seconds"],
+            "row + submission suites with history on one 1,200-row submission, CPU s of a warm call")
     model = (s.get("model") or {}).get("inner_s")
     verdict("model_1000_draws_s", round(model, 2) if model else None, TARGETS["model_seconds"])
     peak = (s.get("backfill") or {}).get("peak_rss_bytes")

@@ -1,7 +1,8 @@
 """Test set-up: Prefect runs against a throwaway local API, never the developer's own.
 
 `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup`). Each worker is its
-own process with its own PREFECT_HOME and Prefect test server. What many tests read, and what costs
+own process with its own PREFECT_HOME and Prefect test server; pipeline runs a test starts in a process
+of their own report to that server (`prefect_api`) unless they test start-up. What many tests read, and what costs
 pipeline runs to make (the small demo and its runs), is built once for the whole session by whichever
 worker asks first (`build_once`); a test that uses a module-scoped fixture is kept on one worker with
 the other tests of its module that use one, so that fixture is built once too."""
@@ -93,6 +94,17 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_harness) -> str:
+    """The API URL of this worker's Prefect test server, for pipeline runs in their own process
+    (`PREFECT_API_URL`): each would otherwise start a temporary server of its own, about 5 s a process
+    on a quiet machine and far more on a busy one. Tests of start-up itself, or that scan a run's own Prefect database, leave
+    it out. A run killed against it only leaves a flow run marked running, which nothing reads."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
 
 
 @pytest.fixture(scope="session")

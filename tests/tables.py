@@ -1,6 +1,6 @@
 """Compare warehouses by content. The run log (which run did what, and when) is left out:
 ops.runs, the run_id/ingested_at columns, and the run bookkeeping in ops.state (run ids, and
-the inputs fingerprint a run records only after it has published)."""
+the inputs fingerprint a run records only after it has published, the model's inputs fingerprint)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,7 @@ import pandas as pd
 from transforms.warehouse import db as warehouse
 
 RUN_LOG_COLUMNS = {"run_id", "ingested_at"}
-RUN_LOG_STATE = ("data_version", "published_version", "inputs_fingerprint")
+RUN_LOG_STATE = ("data_version", "published_version", "inputs_fingerprint", "model_fingerprint")
 
 
 def contents(path: Path) -> dict[str, pd.DataFrame]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import time
 from pathlib import Path
 
 import duckdb
@@ -198,17 +197,18 @@ def test_status_transitions_are_judged_against_the_students_history():
     assert observed == "studying (prev_term=2023-1; prev_status=graduated)"
 
 
-def test_typical_submission_validates_well_under_a_second():
+def test_typical_submission_validates_with_its_history():
+    # Its time is bench/contract_bench.py's (make bench): a timed assertion here failed whenever
+    # the shared test machine was busy, and said nothing about correctness.
     frame = pd.concat([_cur(1000), canon(keys(200, "x"), start=1000)], ignore_index=True)
     con = history_db(canon(keys(1000), file_id="prev", term="2023-1"))
-    run_checks(con, frame)  # warm-up: GX builds its context and registries once per process
-    wall, cpu = time.perf_counter(), time.process_time()
     outcome = run_checks(con, frame)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    print(f"\n1,200-row submission, row + file suites with history: {cpu:.2f}s CPU ({wall:.2f}s wall)")
     assert outcome.verdicts.iloc[0]["verdict"] == checks.ACCEPTED
-    # CPU time: the test machine may be shared, so wall time also measures the neighbours.
-    assert cpu < 1.0
+    assert outcome.report.row_failures.empty and not failing_file_rules(outcome)
+    # The 1,000 returning students found their previous row, the 200 new ones none.
+    assert outcome.frame["prev_term"].eq("2023-1").sum() == 1000
+    summary = outcome.summary.iloc[0]
+    assert (summary["prev_term"], summary["prev_rows"], summary["unaccounted"]) == ("2023-1", 1000, 0)
 
 
 # ------------------------------------------------------------------------------ reference data
@@ -423,12 +423,14 @@ def collection(tmp_path_factory):
 def run_contract_stages(data_dir: Path) -> str:
     """ingest -> validate -> load, as `lab2fab run` does, then a snapshot of the warehouse."""
     from flows.pipeline import ingest_flow, load_stage, validate_stage
+    from transforms.config import get_paths
     from transforms.warehouse import runs
 
-    run_id = runs.new_run_id()
-    ingest_flow(str(data_dir), run_id)
-    validate_stage(str(data_dir), run_id)
-    load_stage(str(data_dir), run_id)
+    ctx = runs.RunContext.start(get_paths(data_dir), runs.new_run_id())
+    subs = ingest_flow(ctx).submissions
+    validate_stage(ctx, subs)
+    load_stage(ctx, subs)
+    run_id = ctx.run_id
     (data_dir / "published").mkdir(exist_ok=True)
     shutil.copy(data_dir / "warehouse" / "lab2fab.duckdb", data_dir / "published" / "lab2fab.duckdb")
     return run_id
@@ -594,6 +596,7 @@ def test_validation_leaves_a_prefect_artifact(first_run):
 
 def test_broken_reference_data_stops_the_run(prefect_harness, tmp_path, collection, monkeypatch):
     from flows.pipeline import validate_stage
+    from transforms.config import get_paths
     from transforms.warehouse import runs
 
     data_dir, _ = collection
@@ -601,13 +604,12 @@ def test_broken_reference_data_stops_the_run(prefect_harness, tmp_path, collecti
     shutil.copytree(REFERENCE, folder)
     _edit("host_slots", _set(4, "host_code", "KR-NOPE"))(folder)
     monkeypatch.setenv("LAB2FAB_REFERENCE_DIR", str(folder))
-    run_id = runs.new_run_id()
-    work = data_dir / "warehouse" / "runs" / run_id
+    ctx = runs.RunContext.start(get_paths(data_dir), runs.new_run_id())
+    work = ctx.work
     work.mkdir(parents=True)
-    (work / "submissions.json").write_text("[]")
     try:
         with pytest.raises(reference_checks.ReferenceDataError, match=r"host_slots\.csv line 6: REF\.host_slots\.host_exists"):
-            validate_stage(str(data_dir), run_id)
+            validate_stage(ctx, [])
     finally:
         shutil.rmtree(work)
 

@@ -83,7 +83,9 @@ def test_staging_task_arguments_and_results_pickle(small_demo, tmp_path):
 @pytest.fixture()
 def dask_cluster(tmp_path):
     """A Dask cluster started the way an operator starts one: `dask scheduler` and two `dask worker`
-    processes (on 127.0.0.1 here), each in its own process group. Yields the scheduler's address."""
+    processes (on 127.0.0.1 here), each in its own process group. Yields `ready()`, which waits for
+    the two workers and returns the scheduler's address: the cluster starts while the test does
+    its other runs."""
     import socket
 
     from distributed import Client
@@ -106,9 +108,13 @@ def dask_cluster(tmp_path):
                                             start_new_session=True))
             if i == 0:
                 time.sleep(2)  # the workers retry, but give the scheduler its port first
-        with Client(address, timeout=120) as client:
-            client.wait_for_workers(2, timeout=180)
-        yield address
+
+        def ready() -> str:
+            with Client(address, timeout=120) as client:
+                client.wait_for_workers(2, timeout=180)
+            return address
+
+        yield ready
     finally:
         for p in reversed(started):
             try:
@@ -134,14 +140,14 @@ def test_backfill_on_dask_clusters_and_a_process_pool_matches_the_thread_runner(
         monkeypatch.setenv("LAB2FAB_TASK_RUNNER", kind.removesuffix("-external"))
         monkeypatch.setenv("LAB2FAB_DASK_WORKERS", "2")
         if kind == "dask-external":
-            monkeypatch.setenv("LAB2FAB_DASK_ADDRESS", dask_cluster)
+            monkeypatch.setenv("LAB2FAB_DASK_ADDRESS", address := dask_cluster())
         else:
             monkeypatch.delenv("LAB2FAB_DASK_ADDRESS", raising=False)
         results[kind] = _backfill(data, summary)
         tables[kind] = contents(data / "warehouse" / "lab2fab.duckdb")
     from distributed import Client
 
-    with Client(dask_cluster, timeout=60) as client:  # the periods were staged on the operator's workers
+    with Client(address, timeout=60) as client:  # the periods were staged on the operator's workers
         executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
     periods = len(summary["terms"]) + len(summary["placements"])
     assert len(executed) == 2 and sum(executed.values()) >= periods, executed

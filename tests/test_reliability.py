@@ -21,7 +21,7 @@ import pytest
 
 from hostile_corpus import Detector, texts
 from tables import assert_same, contents
-from transforms import faults
+from flows import faults
 from transforms.ingest.readers import AliasTable, SubmissionRejected, read_submission
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,11 +29,14 @@ HELD_BACK = "2024-2"  # the term that arrives in the run under test
 
 
 def lab2fab(data_dir: Path, *args: str, kill_at: str | None = None, fail_at: str | None = None,
-            name: str = "run", env: dict | None = None, wait: bool = True, preexec=None):
-    """Run the CLI in its own process group, with its own Prefect home; afterwards, end whatever it
-    left behind (a killed run's ephemeral Prefect server would otherwise live on).
+            name: str = "run", env: dict | None = None, wait: bool = True, preexec=None, api: str | None = None):
+    """Run the CLI in its own process group, with its own Prefect home, reporting to the Prefect API
+    at `api` (the worker's test server, tests/conftest.py `prefect_api`) or, without it, to a
+    temporary server of its own; afterwards, end whatever it left behind (a killed run's temporary
+    Prefect server would otherwise live on).
     Returns (returncode, output), or the Popen handle and log path with wait=False."""
-    env = {**os.environ, "PREFECT_HOME": str(data_dir.parent / f"prefect-{data_dir.name}-{name}"), **(env or {})}
+    env = {**os.environ, "PREFECT_HOME": str(data_dir.parent / f"prefect-{data_dir.name}-{name}"),
+           "PREFECT_API_URL": api, **(env or {})}
     for var, value in (("LAB2FAB_KILL_AT", kill_at), ("LAB2FAB_FAIL_AT", fail_at)):
         env.pop(var, None)
         if value:
@@ -79,11 +82,11 @@ def term_arrives(small_demo, first_run: Path, tmp_path: Path) -> tuple[Path, dic
     return data, before
 
 
-def assert_next_run_recovers(data: Path, snapshot_before: dict, clean_run: dict) -> None:
+def assert_next_run_recovers(data: Path, snapshot_before: dict, clean_run: dict, api: str) -> None:
     """Analysts kept the last complete snapshot; the next run, with no clean-up, gives a clean run's tables."""
     snapshot = data / "published" / "lab2fab.duckdb"
     assert_same(contents(snapshot), snapshot_before)
-    rc, out = lab2fab(data, "run")
+    rc, out = lab2fab(data, "run", api=api)
     assert rc == 0, out
     assert_same(contents(data / "warehouse" / "lab2fab.duckdb"), clean_run)
     assert_same(contents(snapshot), clean_run)
@@ -104,14 +107,17 @@ def clean_run(demo_run) -> dict:
 
 
 @pytest.fixture(scope="session")
-def first_run(small_demo, once) -> Path:
-    """A data folder after one run, before the held-back term arrived; tests work on copies."""
+def first_run(small_demo, prefect_harness, once) -> Path:
+    """A data folder after one run, before the held-back term arrived; tests work on copies. (Only the
+    state it leaves matters, so the run is done in this process: a process of its own would cost
+    imports and a Prefect server.)"""
+    from flows.pipeline import pipeline
+
     def build(folder: Path) -> Path:
         data = folder / "data"
         shutil.copytree(small_demo[0] / "landing", data / "landing", copy_function=shutil.copy2,
                         ignore=lambda d, names: [n for n in names if n == HELD_BACK])
-        rc, out = lab2fab(data, "run")
-        assert rc == 0, out
+        pipeline(data_dir=str(data))
         return data
 
     return once("reliability-first-run", build)
@@ -134,31 +140,32 @@ def original(small_demo, first_run, once) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", faults.POINTS)
-def test_killed_run_then_rerun_equals_a_clean_run(point, small_demo, first_run, clean_run, tmp_path):
+def test_killed_run_then_rerun_equals_a_clean_run(point, small_demo, first_run, clean_run, prefect_api, tmp_path):
     data, before = term_arrives(small_demo, first_run, tmp_path)
-    rc, out = lab2fab(data, "run", kill_at=point)
+    rc, out = lab2fab(data, "run", kill_at=point, api=prefect_api)
     assert rc == -9, f"the run was meant to die at {point}:\n{out[-3000:]}"
-    assert_next_run_recovers(data, before, clean_run)
+    assert_next_run_recovers(data, before, clean_run, prefect_api)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fail_at", ["load:ENOSPC", "marts:EACCES", "publish:ENOSPC"])
 def test_write_error_ends_the_run_clearly_and_the_next_run_recovers(fail_at, small_demo, first_run, clean_run,
-                                                                     tmp_path):
+                                                                     prefect_api, tmp_path):
     """A full disk or a permission change while writing: a plain error saying what to do, the last
     snapshot untouched, and the next run (disk freed) recovers with no clean-up."""
     data, before = term_arrives(small_demo, first_run, tmp_path)
-    rc, out = lab2fab(data, "run", fail_at=fail_at)
+    rc, out = lab2fab(data, "run", fail_at=fail_at, api=prefect_api)
     assert rc == 1, out[-3000:]
     message = out[out.rindex("lab2fab run:"):]
     assert os.strerror(getattr(errno, fail_at.split(":")[1])) in message
     assert ("Free disk space" if fail_at.endswith("ENOSPC") else "Let the user running lab2fab write there") in message
     assert "the next run picks up" in message.lower()
-    assert_next_run_recovers(data, before, clean_run)
+    assert_next_run_recovers(data, before, clean_run, prefect_api)
 
 
 @pytest.mark.slow
-def test_file_size_limit_hit_while_writing_then_next_run_recovers(small_demo, first_run, clean_run, tmp_path):
+def test_file_size_limit_hit_while_writing_then_next_run_recovers(small_demo, first_run, clean_run, prefect_api,
+                                                                  tmp_path):
     """The kernel itself refuses the writes (RLIMIT_FSIZE: "File too large", as a full disk would),
     wherever the run happens to be writing when the warehouse, WAL or snapshot crosses the limit."""
     data, before = term_arrives(small_demo, first_run, tmp_path)
@@ -168,21 +175,21 @@ def test_file_size_limit_hit_while_writing_then_next_run_recovers(small_demo, fi
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG from write(), not a signal
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    # (a new Prefect database, in this run's own Prefect home, stays well below the limit)
-    rc, out = lab2fab(data, "run", name="limited", preexec=limited)
+    # (the Prefect API's database is the test server's, in another process, outside the limit)
+    rc, out = lab2fab(data, "run", name="limited", preexec=limited, api=prefect_api)
     assert rc == 1, out[-3000:]
     assert "File too large" in out[out.rindex("lab2fab run:"):], out[-3000:]
-    assert_next_run_recovers(data, before, clean_run)
+    assert_next_run_recovers(data, before, clean_run, prefect_api)
 
 
 # ------------------------------------------------------------------ concurrency
 
 @pytest.mark.slow
-def test_two_runs_started_at_once_give_a_single_runs_result(small_demo, first_run, clean_run, tmp_path):
+def test_two_runs_started_at_once_give_a_single_runs_result(small_demo, first_run, clean_run, prefect_api, tmp_path):
     """Both wait for the writer lock: one takes the new files, the other then finds nothing new."""
     data = clone(first_run, tmp_path / "data")
     arrive(small_demo[0] / "landing", data)
-    started = [lab2fab(data, "run", "--wait", "600", name=f"run{i}", wait=False) for i in (1, 2)]
+    started = [lab2fab(data, "run", "--wait", "600", name=f"run{i}", wait=False, api=prefect_api) for i in (1, 2)]
     results = [finish(p, log) for p, log in started]
     for rc, out in results:
         assert rc == 0, out[-3000:]
@@ -203,7 +210,7 @@ def _arrivals(path: Path) -> pd.DataFrame:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", ["damaged", "lost"])
-def test_rebuild_recreates_a_damaged_or_lost_warehouse(damage, original, tmp_path):
+def test_rebuild_recreates_a_damaged_or_lost_warehouse(damage, original, prefect_api, tmp_path):
     data = clone(original, tmp_path / "data")
     wh = data / "warehouse" / "lab2fab.duckdb"
     expected, arrivals = contents(wh), _arrivals(wh)
@@ -216,10 +223,10 @@ def test_rebuild_recreates_a_damaged_or_lost_warehouse(damage, original, tmp_pat
     # a backup restored without timestamps: same content, time received lost
     touched = sorted((data / "landing" / "enrollment").rglob("*.csv"))[0]
     os.utime(touched, (time.time(), time.time()))
-    rc, out = lab2fab(data, "run", name="refused")
+    rc, out = lab2fab(data, "run", name="refused", api=prefect_api)
     assert rc == 1, out[-3000:]
     assert "`lab2fab rebuild`" in out[out.rindex("lab2fab run:"):]
-    rc, out = lab2fab(data, "rebuild")
+    rc, out = lab2fab(data, "rebuild", api=prefect_api)
     assert rc == 0, out[-3000:]
     assert_same(contents(wh), expected)
     pd.testing.assert_frame_equal(_arrivals(wh), arrivals)  # each file keeps the run and time it first arrived
@@ -231,17 +238,18 @@ def test_rebuild_recreates_a_damaged_or_lost_warehouse(damage, original, tmp_pat
 
 
 @pytest.mark.slow
-def test_rebuild_refuses_what_it_cannot_recreate_and_changes_nothing(original, tmp_path):
+def test_rebuild_refuses_what_it_cannot_recreate_and_changes_nothing(original, prefect_api, tmp_path):
     data = clone(original, tmp_path / "data")
     wh = data / "warehouse" / "lab2fab.duckdb"
     before = digest(wh)
     gone = sorted((data / "landing" / "enrollment").rglob("*.xlsx"))[0]
     gone.unlink()
-    rc, out = lab2fab(data, "rebuild", name="missing")
+    rc, out = lab2fab(data, "rebuild", name="missing", api=prefect_api)
     assert rc == 1, out[-3000:]
     message = out[out.rindex("lab2fab rebuild:"):]
     assert gone.relative_to(data / "landing").as_posix() in message and "missing" in message
-    rc, out = lab2fab(data, "rebuild", name="otherkey", env={"LAB2FAB_PSEUDONYM_KEY": "not-the-original-key"})
+    rc, out = lab2fab(data, "rebuild", name="otherkey", env={"LAB2FAB_PSEUDONYM_KEY": "not-the-original-key"},
+                      api=prefect_api)
     assert rc == 1, out[-3000:]
     assert "pseudonymisation key" in out[out.rindex("lab2fab rebuild:"):]
     assert digest(wh) == before and not list(wh.parent.glob("*.replaced-*"))
@@ -251,13 +259,14 @@ def test_rebuild_refuses_what_it_cannot_recreate_and_changes_nothing(original, t
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", ["wrong", "missing"])
-def test_wrong_or_missing_key_stops_the_run_before_anything_is_written(key, small_demo, first_run, tmp_path):
+def test_wrong_or_missing_key_stops_the_run_before_anything_is_written(key, small_demo, first_run, prefect_api,
+                                                                       tmp_path):
     data = clone(first_run, tmp_path / "data")
     arrive(small_demo[0] / "landing", data)
     watched = [data / "warehouse" / "lab2fab.duckdb", data / "published" / "lab2fab.duckdb",
                data / "history" / "manifest.parquet"]
     before = [digest(p) for p in watched]
-    rc, out = lab2fab(data, "run", name=key,
+    rc, out = lab2fab(data, "run", name=key, api=prefect_api,
                       env={"LAB2FAB_PSEUDONYM_KEY": "not-the-original-key" if key == "wrong" else None})
     assert rc == 1, out[-3000:]
     assert "pseudonymisation key" in out[out.rindex("lab2fab run:"):]
