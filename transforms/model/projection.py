@@ -861,8 +861,10 @@ def solve_budget_mix(prep: Prepared, setup: RoundsSetup, base_res, a: Assumption
         summ += summary("best_within_budget", b_own, ev_b, True,
                         {g: "the most P the budget buys (greedy on P per dollar, both groups)" for g in group_names})
         mixr += mix_rows("best_within_budget", b_own)
-    return {"model_budget": pd.DataFrame(summ, columns=BUDGET_COLUMNS),
-            "model_budget_mix": pd.DataFrame(mixr, columns=MIX_COLUMNS)}
+    budget, mix = pd.DataFrame(summ, columns=BUDGET_COLUMNS), pd.DataFrame(mixr, columns=MIX_COLUMNS)
+    for frame in (budget, mix):  # whole national slots: sums of whole numbers, without float residue
+        frame["slots_national"] = frame["slots_national"].round()
+    return {"model_budget": budget, "model_budget_mix": mix}
 
 
 # ----------------------------------------------------------------------------------------------
