@@ -193,22 +193,28 @@ def hash_landed(f: LandedFile) -> str:
     return h.hexdigest()
 
 
+def read_within(fh, name: str, max_bytes: int, sha256: str | None, refuse: type[Exception]) -> bytes:
+    """An open file's bytes, at most `max_bytes`, checked against `sha256` when given: the one bounded
+    read of a landed file (the pipeline's and the one-file reader's). Raises `refuse(reason, rule=...)`."""
+    size = os.fstat(fh.fileno()).st_size
+    if size > max_bytes:
+        raise refuse(f"{name}: {size} bytes is over the {max_bytes}-byte limit; it was not read. "
+                     "Split the file (e.g. by programme) and send the parts.", rule="ING.file.size")
+    data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise refuse(f"{name}: grew over the {max_bytes}-byte limit while it was being read; split it.",
+                     rule="ING.file.size")
+    if sha256 and hashlib.sha256(data).hexdigest() != sha256:
+        raise refuse(f"{name}: changed while it was being ingested (it is probably still being uploaded); "
+                     "the next run reads it again", rule="ING.file.unavailable")
+    return data
+
+
 def read_landed(f: LandedFile, max_bytes: int) -> bytes:
     """The bytes of a listed file (opened as `open_landed` does), at most `max_bytes`, checked
     against the sha256 computed when it was listed. Raises LandedFileRefused or OSError."""
     with os.fdopen(open_landed(f), "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size > max_bytes:
-            raise LandedFileRefused(f"{f.relpath}: {size} bytes is over the {max_bytes}-byte limit; it was not read. "
-                                  "Split the file (e.g. by programme) and send the parts.", rule="ING.file.size")
-        data = fh.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise LandedFileRefused(f"{f.relpath}: grew over the {max_bytes}-byte limit while it was being read; split it.",
-                                rule="ING.file.size")
-    if f.sha256 and hashlib.sha256(data).hexdigest() != f.sha256:
-        raise LandedFileRefused(f"{f.relpath}: changed while it was being ingested (it is probably still being "
-                              "uploaded); the next run reads it again", rule="ING.file.unavailable")
-    return data
+        return read_within(fh, f.relpath, max_bytes, f.sha256, LandedFileRefused)
 
 
 # ---------------------------------------------------------------- terms the collection takes

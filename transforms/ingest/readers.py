@@ -22,13 +22,13 @@ processes read too.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 from pathlib import Path
 
 from transforms.config import settings
 from transforms.ingest import limits as _limits
+from transforms.ingest.landing import read_within
 from transforms.ingest.delimited import decode, is_vietnamese_syllable, read_csv
 from transforms.ingest.headers import (EXPORT_HINT, HEADER_SEARCH_ROWS, MIN_HEADER_COLUMNS, AliasLookup, AliasTable,
                                        RawTable, SubmissionRejected, SubmissionSettings, cell_text, exact_key,
@@ -75,23 +75,11 @@ def read_landed_bytes(path: Path, name: str, expected_sha256: str | None = None)
             raise SubmissionRejected(f"{name}: is a symbolic link, not a file; it was not read.",
                                      rule="ING.file.link") from None
         raise
-    limit = max_file_bytes()
     with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
             raise SubmissionRejected(f"{name}: is not a regular file (a pipe, socket or device); it was not read.",
                                      rule="ING.file.link")
-        if st.st_size > limit:
-            raise SubmissionRejected(f"{name}: {st.st_size} bytes is over the {limit}-byte limit; it was not "
-                                     "read. Split the file (e.g. by programme) and send the parts.", rule="ING.file.size")
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise SubmissionRejected(f"{name}: grew over the {limit}-byte limit while it was being read; split it.",
-                                 rule="ING.file.size")
-    if expected_sha256 and hashlib.sha256(data).hexdigest() != expected_sha256:
-        raise SubmissionRejected(f"{name}: changed while it was being ingested (it is probably still being uploaded); "
-                                 "the next run reads it again.", rule="ING.file.unavailable")
-    return data
+        return read_within(fh, name, max_file_bytes(), expected_sha256, SubmissionRejected)
 
 
 def parse_submission(data: bytes, suffix: str, aliases: AliasTable, required: set[str], *, name: str,
