@@ -350,7 +350,7 @@ def create_app(data_dir: str | Path | None = None) -> FastAPI:
     @app.post("/u/{code}/explain", response_class=HTMLResponse)
     @guarded
     async def explain(ctx: Ctx, code: str):
-        from transforms.contract.suites import FILE, RULES, WARNING
+        from transforms.contract.rules import FILE, RULES, WARNING
 
         user = require(ctx, code, write=True)
         data = await form(ctx)
@@ -482,7 +482,7 @@ def _warm_up(paths) -> None:
 
 
 def _warning(term: str, rule_id: str, file: str) -> dict:
-    from transforms.contract.suites import RULES
+    from transforms.contract.rules import RULES
 
     rule = RULES.get(rule_id)
     return {"term": term, "rule_id": rule_id, "file": file, "observed": None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from transforms.contract.suites import FILE, RULES, WARNING
+from transforms.contract.rules import FILE, RULES, WARNING
 
 
 @contextlib.contextmanager
