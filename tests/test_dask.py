@@ -7,10 +7,8 @@ The single DuckDB writer loads what the workers staged, and the warehouses must 
 """
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +17,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+
+from processes import stop_groups
 from tables import contents
 
 REPO = Path(__file__).resolve().parent.parent
@@ -116,16 +116,7 @@ def dask_cluster(tmp_path):
 
         yield ready
     finally:
-        for p in reversed(started):
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for p in started:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        stop_groups(started)
 
 
 def test_backfill_on_dask_clusters_and_a_process_pool_matches_the_thread_runner(

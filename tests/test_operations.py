@@ -15,6 +15,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from processes import stop_groups
 from tables import assert_same, contents
 from flows import lock
 from transforms.config import get_paths
@@ -175,13 +176,4 @@ def test_deployments_on_a_real_prefect_server(small_demo, tmp_path):
         con.close()
         assert files == small_demo[1]["files_written"] and rows > 0
     finally:
-        for p in reversed(procs):
-            try:
-                os.killpg(p.pid, 15)
-            except ProcessLookupError:
-                pass
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, 9)
+        stop_groups(procs)

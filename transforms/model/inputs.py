@@ -26,11 +26,16 @@ PROVENANCE_COLUMNS = frozenset({"file_id", "line"})
 MODEL_CODE = Path(__file__).resolve().parent
 
 
-def _words_of_model_code() -> set[str]:
+def _model_code() -> dict[str, bytes]:
+    """The model's source files, read once per fingerprint: hashed whole, and searched for column names."""
+    return {f.name: f.read_bytes() for f in sorted(MODEL_CODE.glob("*.py"))}
+
+
+def _words_of(code: dict[str, bytes]) -> set[str]:
     words: set[str] = set()
-    for f in MODEL_CODE.glob("*.py"):
-        if f.name != "inputs.py":
-            words |= set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", f.read_text(encoding="utf-8")))
+    for name, text in code.items():
+        if name != "inputs.py":
+            words |= set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text.decode("utf-8")))
     return words
 
 
@@ -66,7 +71,8 @@ def fingerprint(con, *, data_dir: str | Path | None, scenarios: list[str] | None
     from transforms.warehouse.freshness import code_version
 
     h = hashlib.sha256()
-    words = _words_of_model_code()
+    code = _model_code()
+    words = _words_of(code)
     for schema, table in _relations(con):
         h.update(f"table {schema}.{table}:{_table_digest(con, schema, table, words)}\n".encode())
     folder = sc.scenario_dir(data_dir)
@@ -76,8 +82,8 @@ def fingerprint(con, *, data_dir: str | Path | None, scenarios: list[str] | None
     h.update(repr(("run", sorted(scenarios) if scenarios is not None else None, int(draws), int(seed),
                    bool(decisions), float(scale))).encode())
     # The model's own code, edits not yet committed included; the commit for the code it calls.
-    for f in sorted(MODEL_CODE.glob("*.py")):
-        h.update(f"code {f.name}\0".encode() + f.read_bytes())
+    for name, text in code.items():
+        h.update(f"code {name}\0".encode() + text)
     h.update(f"commit {code_version()}".encode())
     return h.hexdigest()[:16]
 
