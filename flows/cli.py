@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from flows.server import prefect_api
 from transforms.config import REPO_ROOT, default_data_dir, get_paths
 
 # Schemas whose tables a query or the shell may name without their schema, in this order: analysts
@@ -43,11 +44,13 @@ def _run(args) -> int:
         if quiet is not None:
             _print_run(quiet)
             return 0
-    from flows.pipeline import pipeline
+    with prefect_api() as ready:
+        from flows.pipeline import pipeline
 
-    _print_run(pipeline(data_dir=args.data_dir, rebuild=args.rebuild or bool(args.scenario),
-                        wait_for_lock_seconds=args.wait, language=args.language, scenarios=args.scenario or None,
-                        draws=args.draws))
+        ready()
+        _print_run(pipeline(data_dir=args.data_dir, rebuild=args.rebuild or bool(args.scenario),
+                            wait_for_lock_seconds=args.wait, language=args.language, scenarios=args.scenario or None,
+                            draws=args.draws))
     return 0
 
 
@@ -70,18 +73,22 @@ def _print_run(result: dict) -> None:
 
 
 def _backfill(args) -> int:
-    from flows.backfill import backfill
+    with prefect_api() as ready:
+        from flows.backfill import backfill
 
-    _print_run(backfill(first_term=args.from_term, last_term=args.to_term, first_round=args.from_round,
-                        last_round=args.to_round, data_dir=args.data_dir, max_concurrency=args.concurrency,
-                        wait_for_lock_seconds=args.wait))
+        ready()
+        _print_run(backfill(first_term=args.from_term, last_term=args.to_term, first_round=args.from_round,
+                            last_round=args.to_round, data_dir=args.data_dir, max_concurrency=args.concurrency,
+                            wait_for_lock_seconds=args.wait))
     return 0
 
 
 def _rebuild(args) -> int:
-    from flows.pipeline import rebuild_warehouse
+    with prefect_api() as ready:
+        from flows.pipeline import rebuild_warehouse
 
-    _print_run(rebuild_warehouse(data_dir=args.data_dir, wait_for_lock_seconds=args.wait))
+        ready()
+        _print_run(rebuild_warehouse(data_dir=args.data_dir, wait_for_lock_seconds=args.wait))
     return 0
 
 
