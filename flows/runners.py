@@ -71,11 +71,12 @@ def task_runner(max_workers: int, periods: int = 1, new_bytes: int | None = None
 
 def parent_api_url() -> str | None:
     """The URL of the temporary Prefect server this process started, when it has no API URL set."""
-    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import get_current_settings
 
     if get_current_settings().api.url:
         return None
+    from prefect.server.api.server import SubprocessASGIServer  # heavy: only when Prefect started the server
+
     server = SubprocessASGIServer()  # the one instance Prefect started for this process, if any
     return server.api_url if server.running and server.server_process is not None else None
 
