@@ -902,6 +902,40 @@ def test_stacked_probes_equal_one_simulation_per_probe(tmp_path):
                                    rtol=1e-12)
 
 
+def test_resumed_rounds_equal_the_whole_simulation(tmp_path):
+    # Issue 17: the solvers resume candidates from the rounds before the first one with extra slots
+    # (`rounds_prefix`), on a subset of its draws (`rows`), computing only the outputs they read (`only`):
+    # exactly the numbers of simulating every round for those draws.
+    from transforms.model.simulate import rounds_prefix
+    path = build_warehouse(tmp_path / "w.duckdb", BINDING, programme=CORE_DESIGN)
+    a, prep, setup, persons = _prepared(path, {}, ())
+    D, R, K = prep.draws.n, len(prep.rounds), len(TRACKS)
+    upto = R - 6
+    assert 0 < upto < R
+    pre = rounds_prefix(setup, prep.grads_in, prep.draws, upto)
+    rows = np.array([3, 0, 0, D - 1, 5])
+    ex = np.zeros((len(rows), R, K))
+    ex[:, upto:, 0] = np.arange(len(rows))[:, None] * 3.0
+    whole = simulate_rounds(setup, prep.grads_in[rows], prep.draws.take(rows), ex)
+    for only, names in ((None, ("practice_ready", "without_practice", "completed_by_entry",
+                                "completed_in_time_by_entry", "jobs_in_time_by_entry", "pi")),
+                        ("engineers", ("practice_ready", "without_practice")),
+                        ("entry", ("completed_by_entry", "completed_in_time_by_entry", "jobs_in_time_by_entry"))):
+        resumed = simulate_rounds(setup, prep.grads_in[rows], prep.draws.take(rows), ex, prefix=pre, rows=rows,
+                                  only=only)
+        for name in names:
+            assert np.array_equal(getattr(resumed, name), getattr(whole, name)), (only, name)
+        if only is None:
+            for name, arr in whole.per_round.items():
+                assert np.array_equal(resumed.per_round[name], arr), name
+    # Extra slots before the prefix's round: not resumed, simulated whole (the same numbers again).
+    early = ex.copy()
+    early[:, upto - 1, 1] = 2.0
+    full = simulate_rounds(setup, prep.grads_in[rows], prep.draws.take(rows), early)
+    again = simulate_rounds(setup, prep.grads_in[rows], prep.draws.take(rows), early, prefix=pre, rows=rows)
+    assert np.array_equal(again.practice_ready, full.practice_ready)
+
+
 def test_year_to_year_noise_is_binomial_and_unbiased(tmp_path):
     # With the parameters of every draw the same (one draw repeated), the only spread left in a term's
     # graduates is the year-to-year noise: its mean is the expected value and its variance the binomial

@@ -28,8 +28,9 @@ from transforms.model.calibrate import (LEVEL_GROUP, LEVELS, TRACK_GROUP, TRACKS
                                   calibrate, draw_parameters, load_panels)
 from transforms.model.scenarios import Scenario, apply_changes, demo_scale, find_scenarios, scenario_dir  # noqa: F401
 from transforms.model import measures as ms
-from transforms.model.persons import load_persons
-from transforms.model.simulate import RoundsSetup, intake_projection, per_entrant, project_cohorts, simulate_rounds
+from transforms.model.persons import PersonsWindows
+from transforms.model.simulate import (RoundsSetup, intake_projection, per_entrant, project_cohorts, rounds_prefix,
+                                      simulate_rounds)
 from transforms.vocabulary import round_from_index, round_index, term_from_index
 from transforms.warehouse.db import latest_term
 
@@ -253,19 +254,23 @@ def decision_start(prep: Prepared, a: Assumptions) -> int:
     return min(prep.first_projected + 1, len(prep.rounds) - 1)
 
 
-def _metric(setup, prep, draws, extra, group: str, measure: str) -> np.ndarray:
-    res = simulate_rounds(setup, prep.grads_in, draws, extra)
+def _metric(setup, prep, draws, extra, group: str, measure: str, prefix=None) -> np.ndarray:
+    res = simulate_rounds(setup, prep.grads_in, draws, extra, prefix=prefix, only="engineers")
     pr, wp, _ = engineers_by_year(setup, res)
     e, p = group_totals(pr, wp)[("track_group", group) if group != "all" else ("total", "all")]
     return e if measure == "engineers" else p
 
 
-def _thresholds(f, target: float, hi_cap: float, D: int, tol: float = 0.5, max_iter: int = 60):
+def _thresholds(f, target: float, hi_cap: float, D: int, tol: float = 0.5, max_iter: int = 60, f_lo=None):
     """Per draw, the smallest x >= 0 with f(x)[d] >= target (0 if already met, inf if not even at
     `hi_cap`), for f non-decreasing in x in every draw. Vectorised regula falsi with the Illinois
-    modification (bisection steps when it stalls) to a bracket narrower than `tol` slots."""
+    modification (bisection steps when it stalls) to a bracket narrower than `tol` slots.
+    f(x, rows): f at x [D] on the draws `rows` (None: all), one value per row. Each iteration simulates only
+    the draws still open (a draw's result does not depend on the others simulated with it), so the
+    iterates are the same as simulating every draw, at a fraction of the cost once most have converged.
+    f_lo: f(0) when the caller has it (the run without extra slots), else simulated."""
     lo, hi = np.zeros(D), np.full(D, hi_cap)
-    f_lo, f_hi = f(lo), f(hi)
+    f_lo, f_hi = (f(lo, None) if f_lo is None else np.array(f_lo, dtype=float)), f(hi, None)
     f0, f_cap = f_lo.copy(), f_hi.copy()
     thr = np.where(f_lo >= target, 0.0, np.where(f_hi >= target, np.nan, np.inf))
     todo = np.isnan(thr)
@@ -279,7 +284,9 @@ def _thresholds(f, target: float, hi_cap: float, D: int, tol: float = 0.5, max_i
         x = hi - g_hi * (hi - lo) / denom
         mid = (lo + hi) / 2
         x = np.where((g_hi - g_lo > 0) & (it % 4 != 3), np.clip(x, lo + 1e-3 * (hi - lo), hi - 1e-3 * (hi - lo)), mid)
-        fx = f(np.where(todo, x, hi))
+        rows = np.flatnonzero(todo)
+        fx = np.zeros(D)                               # the closed draws' values are never used
+        fx[rows] = f(np.where(todo, x, hi), rows)
         ok = fx >= target
         upd_hi, upd_lo = todo & ok, todo & ~ok
         g_lo = np.where(upd_hi & (last == 1), g_lo / 2, g_lo)
@@ -291,13 +298,15 @@ def _thresholds(f, target: float, hi_cap: float, D: int, tol: float = 0.5, max_i
 
 
 def _group_thresholds(setup: RoundsSetup, draws: Draws, grads_in: np.ndarray, groups: list, span: np.ndarray,
-                      hi_cap: float, metric) -> list:
+                      hi_cap: float, metric, only: str | None = None, prefix=None, base: dict | None = None) -> list:
     """`_thresholds` for several track groups at once: the groups' probes are stacked along the draw axis,
     so each iteration is ONE simulation for all of them (the round loop costs the same for 1 or 4 blocks).
     groups: (name, share [K], target: number or [D]); metric(res, rows) -> {group: per-row values};
     The thresholds are found on the first `SOLVE_DRAWS` draws (their quantile is the answer; the callers
     report the probability the answer achieves on every draw); returns (thr, f0, f_cap) per group, one
-    value per draw solved on."""
+    value per draw solved on. only: the outputs `metric` reads (`simulate_rounds`); prefix: `rounds_prefix`
+    of `draws` and `grads_in` (all of them), where every candidate resumes; base: {group: metric without
+    extra slots on every draw} (the scenario's run), which is f(0)."""
     D, G = min(draws.n, SOLVE_DRAWS), len(groups)
     if not G:
         return []
@@ -310,12 +319,23 @@ def _group_thresholds(setup: RoundsSetup, draws: Draws, grads_in: np.ndarray, gr
     target = np.concatenate([np.broadcast_to(np.asarray(g[2], float)[:D] if np.ndim(g[2]) else float(g[2]), D)
                              for g in groups])
 
-    def f(x):
-        res = simulate_rounds(setup, grads_t, draws_t, x[:, None, None] * span[None, :, None] * shares[:, None, :])
-        vals = metric(res, draws_t, idx)
-        return np.concatenate([vals[name][j * D:(j + 1) * D] for j, (name, _, _) in enumerate(groups)])
+    def f(x, rows=None):
+        extra = x[:, None, None] * span[None, :, None] * shares[:, None, :]
+        if rows is None:
+            res = simulate_rounds(setup, grads_t, draws_t, extra, prefix=prefix, rows=idx, only=only)
+            vals = metric(res, draws_t, idx)
+            return np.concatenate([vals[name][j * D:(j + 1) * D] for j, (name, _, _) in enumerate(groups)])
+        draws_r = draws_t.take(rows)
+        res = simulate_rounds(setup, grads_t[rows] if grads_t.shape[0] > 1 else grads_t, draws_r, extra[rows],
+                              prefix=prefix, rows=idx[rows], only=only)
+        vals = metric(res, draws_r, idx[rows])
+        out, group_of = np.empty(len(rows)), rows // D
+        for j, (name, _, _) in enumerate(groups):
+            out[group_of == j] = vals[name][group_of == j]
+        return out
 
-    thr, f0, f_cap = _thresholds(f, target, hi_cap, G * D)
+    f_lo = None if base is None else np.concatenate([np.asarray(base[name], float)[:D] for name, _, _ in groups])
+    thr, f0, f_cap = _thresholds(f, target, hi_cap, G * D, f_lo=f_lo)
     return [(thr[j * D:(j + 1) * D], f0[j * D:(j + 1) * D], f_cap[j * D:(j + 1) * D]) for j in range(G)]
 
 
@@ -358,9 +378,12 @@ def solve_capacity(prep: Prepared, setup: RoundsSetup, base_res, targets: dict, 
 
     # Issue 15: the capacity question is asked of practice (P, `solve_practice_capacity`); "engineers"
     # rests on a judgment prior and is no longer solved for (it doubled the cost of a run).
-    solved = _group_thresholds(setup, draws, prep.grads_in, todo, span, hi_cap, practice_ready)
+    # The rounds before the first decision round are the same in every candidate: simulated once.
+    pre = rounds_prefix(setup, prep.grads_in, draws, int(np.argmax(span > 0))) if span.any() else None
     pr0, wp0, _ = engineers_by_year(setup, base_res)
     base_p = {g: v[1] for (dim, g), v in group_totals(pr0, wp0).items() if dim == "track_group"}
+    solved = _group_thresholds(setup, draws, prep.grads_in, todo, span, hi_cap, practice_ready, "engineers", pre,
+                               base_p)
     for (group, share, target), (thr, _, f_hi) in zip(todo, solved):
         ks = [k for k, t in enumerate(TRACKS) if TRACK_GROUP[t] == group]
         f0 = base_p[group]                                                   # baseline on every draw
@@ -373,7 +396,7 @@ def solve_capacity(prep: Prepared, setup: RoundsSetup, base_res, targets: dict, 
                 achieved = np.nan
                 if feasible:
                     ex = np.broadcast_to(per_track[None, None, :] * span[None, :, None], (1, R, K))
-                    achieved = float((_metric(setup, prep, draws, ex, group, measure) >= target).mean())
+                    achieved = float((_metric(setup, prep, draws, ex, group, measure, pre) >= target).mean())
                 else:
                     achieved = float(np.mean(f_hi >= target))
                 n_rounds = int(span.sum())
@@ -423,14 +446,23 @@ def marginal_engineers(prep: Prepared, setup: RoundsSetup, a: Assumptions, scena
     def blocks(x):                                                  # [n * Dm] -> [n, Dm]
         return x.reshape(n, Dm)
 
-    res = simulate_rounds(setup, grads, draws, ex)
+    # The rounds before the first probe are the same in every block: simulated once, on the Dm draws.
+    first = prep.first_projected
+    base_draws = prep.draws.take(np.arange(Dm))
+
+    def pre(g):
+        return rounds_prefix(setup, g[:Dm], base_draws, first) if probes else None
+
+    res = simulate_rounds(setup, grads, draws, ex, prefix=pre(grads), rows=idx)
     pr, wp, _ = engineers_by_year(setup, res)
     e, p = blocks((pr + wp).sum(axis=(1, 2, 3))), blocks(pr.sum(axis=(1, 2, 3)))
     unmet = res.per_round["unmet_demand"][:Dm]
     PP = EE = None
     if persons is not None:
         sub = replace(prep, draws=draws, grads_in=grads)
-        m = ms.compute(sub, setup, simulate_rounds(setup, ms.counted_pool(grads, persons), draws, ex), a, persons)
+        g_c = ms.counted_pool(grads, persons)
+        m = ms.compute(sub, setup, simulate_rounds(setup, g_c, draws, ex, prefix=pre(g_c), rows=idx, only="entry"),
+                       a, persons)
         PP, EE = blocks(m.P.sum(axis=(1, 2))), blocks(m.E.sum(axis=(1, 2)))
     rows = []
     for j, (i, k) in enumerate(probes, start=1):
@@ -500,14 +532,16 @@ def solve_practice_capacity(prep: Prepared, setup: RoundsSetup, base_res, a: Ass
         return {g: v for (dim, g), v in ms.groups(ms.compute(sub, setup, res, a, persons).P, levels=False).items()
                 if dim == "track_group"}
 
-    solved = _group_thresholds(setup, draws, grads_c, todo, span, hi_cap, p_rows)
+    pre = rounds_prefix(setup, grads_c, draws, int(np.argmax(span > 0))) if span.any() else None
+    base_P = {g: v for (dim, g), v in ms.groups(m0.P, levels=False).items() if dim == "track_group"}
+    solved = _group_thresholds(setup, draws, grads_c, todo, span, hi_cap, p_rows, "entry", pre, base_P)
     for (group, share, goal), (thr, _, f_hi) in zip(todo, solved):
         ks = [k for k, t in enumerate(TRACKS) if TRACK_GROUP[t] == group]
         f0 = ms.groups(m0.P, levels=False)[("track_group", group)]          # baseline P on every draw
         goal_solved = np.asarray(goal)[:len(f_hi)] if np.ndim(goal) else goal
 
         def p_of(extra):
-            res = simulate_rounds(setup, grads_c, draws, extra)
+            res = simulate_rounds(setup, grads_c, draws, extra, prefix=pre, only="entry")
             return ms.groups(ms.compute(prep, setup, res, a, persons).P, levels=False)[("track_group", group)]
 
         x = np.sort(thr)[int(np.ceil(p_goal * len(thr))) - 1]
@@ -712,6 +746,8 @@ def solve_budget_mix(prep: Prepared, setup: RoundsSetup, base_res, a: Assumption
              for g in group_names}
 
     Dm = min(D, MARGINAL_DRAWS)
+    # Extra slots go only to rounds of the span (`_mix_segments`): the rounds before it are simulated once.
+    pre_c = rounds_prefix(setup, grads_c, prep.draws, int(np.argmax(span > 0))) if span.any() else None
 
     def p_by_group(blocks: list) -> dict[str, list]:
         """P per group of mixes stacked along the draw axis, the first on every draw, the others (the next
@@ -719,7 +755,7 @@ def solve_budget_mix(prep: Prepared, setup: RoundsSetup, base_res, a: Assumption
         idx = np.concatenate([np.arange(D)] + [np.arange(Dm)] * (len(blocks) - 1))
         extra = np.concatenate([np.broadcast_to(b, (D if j == 0 else Dm, R, K)) for j, b in enumerate(blocks)])
         draws_t = prep.draws.take(idx)
-        res = simulate_rounds(setup, grads_c[idx], draws_t, extra)
+        res = simulate_rounds(setup, grads_c[idx], draws_t, extra, prefix=pre_c, rows=idx, only="entry")
         sub = replace(prep, draws=draws_t, grads_in=prep.grads_in[idx])
         pg = ms.groups(ms.compute(sub, setup, res, a, persons).P, levels=False)
         cuts = np.cumsum([D] + [Dm] * (len(blocks) - 1))[:-1]
@@ -741,14 +777,29 @@ def solve_budget_mix(prep: Prepared, setup: RoundsSetup, base_res, a: Assumption
         sub = replace(prep, draws=draws_t, grads_in=prep.grads_in[idx])
         target = np.concatenate([ms.goal_for(a, m0.T, g)[:Ds] for g in todo])
 
-        def f(t):
+
+        def f(t, rows=None):
             ex = np.concatenate([paths[g].extra(paths[g].at(t[j * Ds:(j + 1) * Ds] * paths[g].z_max))
                                  for j, g in enumerate(todo)])
-            pg = ms.groups(ms.compute(sub, setup, simulate_rounds(setup, grads_t, draws_t, ex), a, persons).P,
-                           levels=False)
-            return np.concatenate([pg[("track_group", g)][j * Ds:(j + 1) * Ds] for j, g in enumerate(todo)])
+            if rows is None:
+                pg = ms.groups(ms.compute(sub, setup, simulate_rounds(setup, grads_t, draws_t, ex, prefix=pre_c,
+                                                                      rows=idx, only="entry"), a, persons).P,
+                               levels=False)
+                return np.concatenate([pg[("track_group", g)][j * Ds:(j + 1) * Ds] for j, g in enumerate(todo)])
+            # Only the draws still open (see _thresholds); the mixes are built for every draw as before.
+            draws_r = draws_t.take(rows)
+            sub_r = replace(prep, draws=draws_r, grads_in=prep.grads_in[idx[rows]])
+            pg = ms.groups(ms.compute(sub_r, setup, simulate_rounds(setup, grads_t[rows], draws_r, ex[rows],
+                                                                    prefix=pre_c, rows=idx[rows], only="entry"),
+                                      a, persons).P, levels=False)
+            out, group_of = np.empty(len(rows)), rows // Ds
+            for j, g in enumerate(todo):
+                out[group_of == j] = pg[("track_group", g)][group_of == j]
+            return out
 
-        thr, _, _ = _thresholds(f, target, 1.0, len(todo) * Ds, tol=1e-3)
+        # At t = 0 the mix is empty: P is the scenario's own (p0).
+        thr, _, _ = _thresholds(f, target, 1.0, len(todo) * Ds, tol=1e-3,
+                                f_lo=np.concatenate([p0[("track_group", g)][:Ds] for g in todo]))
         for j, g in enumerate(todo):
             x = np.sort(thr[j * Ds:(j + 1) * Ds])[int(np.ceil(p_goal * Ds)) - 1]
             feasible[g] = bool(np.isfinite(x))
@@ -909,7 +960,7 @@ def backtest(panels, a: Assumptions, draws_n: int, seed: int, holdout_terms: int
 
 
 def _backtest_origin(panel, a: Assumptions, draws_n: int, seed: int, holdout_terms: int) -> pd.DataFrame:
-    cal = calibrate(panel, a)
+    cal = calibrate(panel, a, summary=False)
     draws = draw_parameters(cal, a, draws_n, seed)
     out = project_cohorts(cal, draws, holdout_terms, ledger=True)
     k_of = cal.cells["k"].to_numpy(np.int64)
@@ -1048,7 +1099,16 @@ def _universities_frame(scenario: str, prep: Prepared, setup: RoundsSetup, res) 
     codes = uk["u"].to_numpy()
     univ = pd.Index(sorted(set(codes)))
     ui = univ.get_indexer(codes)
-    agg = lambda m: np.stack([np.bincount(ui, weights=m[d], minlength=len(univ)) for d in range(D)])  # noqa: E731
+    # Sum each university's columns per draw (bincount's order: column by column, from 0), all draws at once:
+    # the r-th column of every university that has one, for r = 0, 1, ...
+    rank = pd.Series(ui).groupby(ui).cumcount().to_numpy()
+
+    def agg(m):
+        out = np.zeros((D, len(univ)))
+        for r in range(int(rank.max()) + 1 if len(rank) else 0):
+            cols = np.flatnonzero(rank == r)
+            out[:, ui[cols]] += m[:, cols]
+        return out
     E, P, PL, GR = agg(eng), agg(pr), agg(placed), agg(grads)
     total = E.sum(axis=1, keepdims=True)
     qe = q3(E)
@@ -1218,7 +1278,15 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
     panel = panels[0]
     timings["load"] = time.perf_counter() - t0
     per_a = {s.name: s.assumptions_over(base) for s in scs}
-    cals, preps, people = {}, {}, {}
+    cals, preps, people, prep_frames = {}, {}, {}, {}
+    windows = {}  # last term -> PersonsWindows: the panel's person rows read once for every counting window
+
+    def persons_of(key, last_ti):
+        if key not in people:
+            if last_ti not in windows:
+                windows[last_ti] = PersonsWindows(con, last_ti)
+            people[key] = windows[last_ti].get(*key)
+        return people[key]
     outs = {name: [] for name in MARTS}
     for s in scs:
         a = per_a[s.name]
@@ -1239,28 +1307,28 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
         pr, wp, years = engineers_by_year(setup, res)
         targets = {key: v * scale for key, v in _targets(cal, a).items()}
         pkey = (trained_from_term(a), horizon_term(a))
-        if pkey not in people:
-            people[pkey] = load_persons(con, *pkey, cal.last_ti)
-        persons = people[pkey]
+        persons = persons_of(pkey, cal.last_ti)
         a_goal = a if scale == 1.0 else replace(a, practice_goal={g: (v if float(v) <= 1 else float(v) * scale)
                                                                   for g, v in (a.practice_goal or {}).items()})
         grads_counted = ms.counted_pool(prep.grads_in, persons)
         specs = milestone_specs(s, cal, a)
+        # T, P and E read only the *_by_entry arrays; the decisions (baseline) also the per-round records.
         res_counted = simulate_rounds(setup, grads_counted, prep.draws,
-                                      snapshot_years=tuple(sorted({sp[0] for sp in specs})))
+                                      snapshot_years=tuple(sorted({sp[0] for sp in specs})),
+                                      only=None if decisions and s.name == "baseline" else "entry")
 
         def persons_at(y, a=a, cal=cal):
-            key = (trained_from_term(a), horizon_term(replace(a, horizon_year=y)))
-            if key not in people:
-                people[key] = load_persons(con, *key, cal.last_ti)
-            return people[key]
+            return persons_of((trained_from_term(a), horizon_term(replace(a, horizon_year=y))), cal.last_ti)
         m = ms.compute(prep, setup, res_counted, a_goal, persons)
         outs["model_measures"].append(ms.measures_frame(s.name, m, targets, a_goal, scale))
         outs["model_milestones"].append(milestones_frame(s.name, specs, prep, setup, res_counted, a, persons_at, scale))
         outs["model_trained_scope"].append(ms.sensitivity_frame(s.name, m, targets.get(("total", "all"), np.nan)))
         outs["model_engineers"].append(_engineers_frame(s.name, pr, wp, years))
-        outs["model_graduates"].append(_graduates_frame(s.name, _graduates_by_year(prep)))
-        outs["model_cohorts"].append(_cohorts_frame(s.name, prep))
+        if key not in prep_frames:  # the same for every scenario sharing the prepared cohorts
+            prep_frames[key] = (_graduates_by_year(prep), _cohorts_frame(s.name, prep))
+        by_year, cohorts = prep_frames[key]
+        outs["model_graduates"].append(_graduates_frame(s.name, by_year))
+        outs["model_cohorts"].append(cohorts.assign(scenario=s.name))
         outs["model_progress"].append(_progress_frame(s.name, pr, wp, years, targets))
         outs["model_rounds"].append(_rounds_frame(s.name, prep, setup, res))
         outs["model_headline"].append(_headline_frame(s.name, pr, wp, targets))
@@ -1280,6 +1348,8 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
                 outs[name].append(frame)
             timings["budget_mix"] = time.perf_counter() - t2
             timings["decisions"] = time.perf_counter() - t1
+    for w in windows.values():
+        w.close()
     base_a = per_a[scs[0].name]
     base_cal = next(iter(cals.values()))
     params = pd.DataFrame(base_cal.summary, columns=["name", "value", "lower", "upper", "source"])

@@ -189,13 +189,17 @@ def _project_chunk(cal: Calibration, trans, cont, exit_or, grad_or, intake, n_te
                 if np.any(tot > 1):
                     scale = np.where(tot > 1, 1 / np.maximum(tot, 1e-12), 1).astype(F32)
                     pe2, pg2 = pe2 * scale, pg2 * scale
-                rates[sem] = (1 - pe2 - pg2, pg2, pe2 if (ledger or summary) else None,
-                              _transition_matrix(cont[:, li, sem, :Y], Y))
+                keep = 1 - pe2 - pg2
+                pe2 = pe2 if (ledger or summary) else None
+                # The binomial variance per person of each rate (the same every term of this semester).
+                var = None if rng is None else tuple(r * (1 - r) for r in (pg2, _exit_rate(pg2, keep) if pe2 is None
+                                                                              else pe2))
+                rates[sem] = (keep, pg2, pe2, _transition_matrix(cont[:, li, sem, :Y], Y), var)
             return rates[sem]
 
         for step in range(n_terms):
             sem = (cal.last_ti + step) % 2                          # semester of the term moved from
-            keep, pg2, pe2, T = sem_rates(sem)
+            keep, pg2, pe2, T, var = sem_rates(sem)
             grads = np.einsum("dcs,dcs->dc", state, pg2)
             if rng is not None:
                 # The cell's graduations and drop-outs are counts: each is drawn with the cell's expected count
@@ -210,20 +214,31 @@ def _project_chunk(cal: Calibration, trans, cont, exit_or, grad_or, intake, n_te
                 # few final-year students), which made the national intervals too narrow.
                 pe2 = np.broadcast_to(pe2 if pe2 is not None else _exit_rate(pg2, keep), state.shape)
                 noisy = []
-                for rate in (pg2, pe2):
-                    mean_c = np.einsum("dcs,dcs->dc", state, rate)
-                    diff = _count_like(rng, mean_c, np.einsum("dcs,dcs->dc", state, rate * (1 - rate))) - mean_c
+                for rate, var_s in zip((pg2, pe2), var):
+                    mean_c = grads if rate is pg2 else np.einsum("dcs,dcs->dc", state, rate)
+                    diff = _count_like(rng, mean_c, np.einsum("dcs,dcs->dc", state, var_s)) - mean_c
                     up_c, down_c = np.einsum("dcs,dcs->dc", state, keep), mean_c      # room (persons) of the cell
                     diff = np.clip(diff, -down_c, up_c)
                     # A state's share of the room is its persons x keep (up) or x rate (down), so its rate moves
                     # by the cell's difference / the cell's room x keep (up) or x rate (down).
                     f_up = np.where(diff > 0, diff / np.where(up_c > 0, up_c, 1), 0).astype(F32)[..., None]
                     f_dn = np.where(diff < 0, diff / np.where(down_c > 0, down_c, 1), 0).astype(F32)[..., None]
-                    new = np.maximum(rate + f_up * keep + f_dn * rate, 0)        # float32 rounding at -100%
-                    keep = np.maximum(keep - (new - rate), 0)
+                    # new = max(rate + f_up * keep + f_dn * rate, 0) (float32 rounding at -100%), then
+                    # keep = max(keep - (new - rate), 0). A cell moves one way only (f_up or f_dn is 0, and
+                    # adding 0 changes nothing), so new = rate + f * (keep up, rate down): the same numbers.
+                    new = np.where((diff > 0)[..., None], keep, rate)
+                    new *= f_up + f_dn
+                    np.add(rate, new, out=new)
+                    np.maximum(new, 0, out=new)
+                    if rate is pg2:                               # the drop-outs' room; after them keep is redone
+                        moved = np.subtract(new, rate)
+                        np.subtract(keep, moved, out=moved)
+                        keep = np.maximum(moved, 0, out=moved)
                     noisy.append(new)
                 pg2, pe2 = noisy
-                keep = np.maximum(1 - pg2 - pe2, 0)               # float32 rounding
+                keep = np.subtract(1, pg2)
+                keep -= pe2
+                np.maximum(keep, 0, out=keep)                     # float32 rounding
                 grads = np.einsum("dcs,dcs->dc", state, pg2)
             out["graduates"][:, c0:c1, step] = grads
             if ledger or summary:
@@ -287,14 +302,47 @@ class RoundsResult:
     completed_by_entry_at: dict = None
 
 
+@dataclass
+class RoundsPrefix:
+    """The rounds before `upto` simulated once, without extra slots, for the caller's draws and graduates
+    (`rounds_prefix`). The decision solvers simulate many extra-slot candidates that add slots only from
+    `upto` on: each resumes here, and the rounds before are the same numbers without being simulated again."""
+
+    upto: int
+    state: dict
+
+
+def rounds_prefix(setup: RoundsSetup, grads_in: np.ndarray, draws: Draws, upto: int) -> RoundsPrefix:
+    """The state of `simulate_rounds` at the start of round `upto` (extra slots of 0 before it), with the
+    slots the hosts fill in each later round (they depend on the draw's slot delivery alone)."""
+    R, _, K = setup.slots.shape
+    state = simulate_rounds(setup, grads_in, draws, np.zeros((1, R, K)), _stop_at=upto)
+    fill = np.ones(draws.n) if draws.slot_fill is None else draws.slot_fill
+    offered = np.zeros((draws.n, R, K))
+    for i in range(upto, R):
+        offered[:, i] = (setup.slots[i][None] * fill[:, None, None]).sum(axis=1)   # as in simulate_rounds
+    state["offered"] = offered
+    return RoundsPrefix(upto, state)
+
+
 def simulate_rounds(setup: RoundsSetup, grads_in: np.ndarray, draws: Draws, extra: np.ndarray | None = None,
-                    *, ledger: bool = False, snapshot_years: tuple = ()) -> RoundsResult:
+                    *, ledger: bool = False, snapshot_years: tuple = (), prefix: RoundsPrefix | None = None,
+                    rows: np.ndarray | None = None, only: str | None = None,
+                    _stop_at: int | None = None) -> RoundsResult:
     """Run the rounds for every draw.
 
     grads_in: graduates entering the pool at each round [D or 1, R, K, L] (graduates of term r - 2).
     extra: extra slots per draw, round and track [D or 1, R, K] (capacity solver, marginal analysis);
            they belong to no host, so they neither spill over nor change the host-type mix.
+    prefix: resume at round `prefix.upto` from its state (`rounds_prefix`: same graduates and draws, or
+           the draws `rows` of its draws); used only where `extra` adds nothing before that round, so the
+           result is the same as simulating every round. Each draw's rounds depend on that draw alone.
+    only: None, every output; "engineers": practice_ready and without_practice only; "entry": the
+           *_by_entry arrays only (the solvers' metrics): the others are None (per_round empty), not computed.
     """
+    if only not in (None, "engineers", "entry") or (only and ledger):
+        raise ValueError(f"simulate_rounds: only={only!r} (None, 'engineers' or 'entry'; None with ledger)")
+    rec_on, eng_on, entry_on = only is None, only in (None, "engineers"), only in (None, "entry")
     D = draws.n
     R, H, K = setup.slots.shape
     Lv = grads_in.shape[-1]
@@ -308,25 +356,70 @@ def simulate_rounds(setup: RoundsSetup, grads_in: np.ndarray, draws: Draws, extr
     nonapp = np.zeros((D, K, Lv, W))
     names = ("eligible", "applicants", "slots_offered", "slots_available", "slots_used", "placed", "completed",
              "withdrew", "unmet_demand", "unused_slots", "spill_in", "spill_out", "aged_out", "practice_ready")
-    rec = {n: np.zeros((D, R, K)) for n in names}
-    pr_out = np.zeros((D, R, K, Lv))
-    comp_entry, comp_ok_entry, jobs_ok_entry = (np.zeros((D, R, K, Lv)) for _ in range(3))
+    rec = {n: np.zeros((D, R, K)) for n in names} if rec_on else {}
+    pr_out = np.zeros((D, R, K, Lv)) if eng_on else None
+    comp_entry, jobs_ok_entry = ((np.zeros((D, R, K, Lv)) if entry_on else None) for _ in range(2))
+    # Completers of in-time rounds: the same as comp_entry until the first round that is not in time
+    # (usually the last ones), so it is only copied from comp_entry there (ok_same until then).
+    comp_ok_entry, ok_same = None, True
     snaps = {}
     in_time = np.ones(R, dtype=bool) if setup.converts_by_horizon is None else setup.converts_by_horizon
-    wp_out = np.zeros((D, R, K, Lv))
-    pi_all, pr_rate_all, wd_rate_all = np.zeros((D, R, K)), np.zeros((D, R, K)), np.zeros((D, R, K))
-    moved_frac = np.zeros((D, R, K))   # share of non-applicants found to have applied (observed rounds)
+    wp_out = np.zeros((D, R, K, Lv)) if eng_on else None
+    pi_all, pr_rate_all, wd_rate_all = ((np.zeros((D, R, K)) if rec_on else None) for _ in range(3))
+    # share of non-applicants found to have applied (observed rounds)
+    moved_frac = np.zeros((D, R, K)) if rec_on else None
     led = {n: np.zeros((D, R)) for n in ("entered", "nonapplicant", "waiting", "practice_ready", "completed_no_job",
                                          "withdrew", "aged_out")} if ledger else None
     cum = {n: np.zeros(D) for n in led} if ledger else None
     uniform_factor = bool(np.all(setup.host_factor == 1.0))
     multi_track = setup.accepts.sum(axis=1) > 1      # hosts that can pass unused slots to another track
     multi_track = (setup.accepts[multi_track].any(axis=0)) if multi_track.any() else np.zeros(K, dtype=bool)
-    for i in range(R):
+    # Spill-over is computed only for the draws that can have any (below) when no host has slots in a track it
+    # does not take: then every other draw's spill-over is exactly zero.
+    spill_by_draw = not np.any((setup.slots.sum(axis=0) > 0) & ~setup.accepts)
+    # Non-applicants matter after the last observed round only for the per-round records.
+    last_observed = max(setup.observed) if setup.observed else -1
+    i_first, offered_pre = 0, None
+    if prefix is not None and not ledger and not snapshot_years and 0 < prefix.upto < R and (
+            extra is None or not np.any(extra[:, :prefix.upto])):
+        st = prefix.state
+        upto = prefix.upto
+
+        def pick(x):
+            """A per-round array of the prefix [D, R, ...] for these draws: its rounds from `upto` on are still 0."""
+            out = np.zeros((D,) + x.shape[1:])
+            out[:, :upto] = x[:, :upto] if rows is None else x[rows, :upto]
+            return out
+
+        def pick_all(x):
+            return x.copy() if rows is None else x[rows]
+
+        pool, nonapp = pick_all(st["pool"]), pick_all(st["nonapp"])
+        if eng_on:
+            pr_out, wp_out = pick(st["pr_out"]), pick(st["wp_out"])
+        if entry_on:
+            comp_entry, jobs_ok_entry = pick(st["comp_entry"]), pick(st["jobs_ok_entry"])
+            ok_same = st["ok_same"]
+            comp_ok_entry = None if ok_same else pick(st["comp_ok_entry"])
+        if rec_on:
+            pi_all, pr_rate_all, wd_rate_all = pick(st["pi_all"]), pick(st["pr_rate_all"]), pick(st["wd_rate_all"])
+            moved_frac = pick(st["moved_frac"])
+            rec = {n: pick(v) for n, v in st["rec"].items()}
+        offered_pre = pick_all(st["offered"]) if "offered" in st else None
+        i_first = prefix.upto
+    for i in range(i_first, R):
+        if i == _stop_at:
+            return {"pool": pool, "nonapp": nonapp, "pr_out": pr_out, "wp_out": wp_out, "comp_entry": comp_entry,
+                    "comp_ok_entry": comp_ok_entry, "ok_same": ok_same, "jobs_ok_entry": jobs_ok_entry,
+                    "pi_all": pi_all, "pr_rate_all": pr_rate_all, "wd_rate_all": wd_rate_all, "moved_frac": moved_frac,
+                    "rec": rec}
         new = np.broadcast_to(grads_in[:, i], (D, K, Lv))
         pool[..., 0] += a * new
-        nonapp[..., 0] += (1 - a) * new
-        wp_out[:, i] += q0 * (1 - a) * new                      # non-applicants enter the industry without practice
+        track_nonapp = rec_on or i <= last_observed
+        if track_nonapp:
+            nonapp[..., 0] += (1 - a) * new
+        if eng_on:
+            wp_out[:, i] += q0 * (1 - a) * new                  # non-applicants enter the industry without practice
         A = pool.reshape(D, K, -1).sum(axis=-1)                  # applicants per track [D, K]
         obs = setup.observed.get(i)
         if obs is not None and (obs["placed"][None, :] > A + 1e-12).any():
@@ -338,19 +431,21 @@ def simulate_rounds(setup: RoundsSetup, grads_in: np.ndarray, draws: Draws, extr
             moved = nonapp * frac[..., None, None]
             nonapp -= moved
             pool += moved
-            for w in range(min(W, i + 1)):                          # entered w rounds ago
+            for w in range(min(W, i + 1) if eng_on else 0):         # entered w rounds ago
                 wp_out[:, i - w] -= q0 * moved[..., w]
-            moved_frac[:, i] = frac
+            if rec_on:
+                moved_frac[:, i] = frac
             if ledger:
                 cum["nonapplicant"] -= moved.sum(axis=(1, 2, 3))
             A = pool.reshape(D, K, -1).sum(axis=-1)
-        rec["eligible"][:, i] = A + nonapp.reshape(D, K, -1).sum(axis=-1)
-        rec["applicants"][:, i] = A
+        if rec_on:
+            rec["eligible"][:, i] = A + nonapp.reshape(D, K, -1).sum(axis=-1)
+            rec["applicants"][:, i] = A
         s_hk = setup.slots[i]                                    # [H, K]
         # Hosts fill a share of the slots they announce (slot delivery, one share per draw); so do the extra
         # slots of the capacity solution (a planner negotiates announced slots).
-        s_dhk = s_hk[None] * fill[:, None, None]                 # [D, H, K]
-        offered = s_dhk.sum(axis=1)
+        s_dhk = s_hk[None] * fill[:, None, None] if offered_pre is None or not uniform_factor else None  # [D, H, K]
+        offered = s_dhk.sum(axis=1) if offered_pre is None else offered_pre[:, i]
         if extra is not None:
             offered = offered + np.broadcast_to(extra[:, i], (D, K)) * fill[:, None]
         spill_in = spill_out = np.zeros((D, K))
@@ -368,19 +463,31 @@ def simulate_rounds(setup: RoundsSetup, grads_in: np.ndarray, draws: Draws, extr
             frac_unused = np.where(offered > 0, 1 - used1 / np.where(offered > 0, offered, 1), 0.0)  # [D, K]
             host_slots = s_hk.sum(axis=1) > 0
             taken = None
-            if (frac_unused[:, multi_track] > 0).any() and (rem > 0).any():
+            if spill_by_draw:
+                sel = (frac_unused[:, multi_track] > 0).any(axis=1) & (rem > 0).any(axis=1)
+                spilling, sel = bool(sel.any()), (None if sel.all() else np.flatnonzero(sel))
+            else:
+                spilling, sel = bool((frac_unused[:, multi_track] > 0).any() and (rem > 0).any()), None
+            if spilling:
                 # Spill-over: a host's unused slots go to the other tracks it takes, in proportion to
                 # their unmet demand (one pass; slots a track cannot fill stay unused).
-                u_hk = s_dhk * frac_unused[:, None, :]           # unused host slots by their own track [D, H, K]
+                if s_dhk is None:
+                    s_dhk = s_hk[None] * fill[:, None, None]
+                s_sel, fu, rm = (s_dhk, frac_unused, rem) if sel is None else (s_dhk[sel], frac_unused[sel], rem[sel])
+                u_hk = s_sel * fu[:, None, :]                    # unused host slots by their own track [D, H, K]
                 u_h = u_hk.sum(axis=-1)
-                w_hk = setup.accepts[None] * rem[:, None, :]      # demand each host could still take [D, H, K]
+                w_hk = setup.accepts[None] * rm[:, None, :]       # demand each host could still take [D, H, K]
                 w_sum = w_hk.sum(axis=-1, keepdims=True)
                 offer = np.where(w_sum > 0, u_h[..., None] * w_hk / np.where(w_sum > 0, w_sum, 1), 0.0)
                 O = offer.sum(axis=1)
-                spill_in = np.minimum(rem, O)
+                spill_in = np.minimum(rm, O)
                 taken = offer * np.where(O > 0, spill_in / np.where(O > 0, O, 1), 0.0)[:, None, :]
                 rho = np.where(u_h > 0, taken.sum(axis=-1) / np.where(u_h > 0, u_h, 1), 0.0)
                 spill_out = (u_hk * rho[..., None]).sum(axis=1)
+                if sel is not None:                               # the other draws: no spill-over
+                    parts = (spill_in, spill_out, taken)
+                    spill_in, spill_out, taken = np.zeros((D, K)), np.zeros((D, K)), np.zeros((D, H, K))
+                    spill_in[sel], spill_out[sel], taken[sel] = parts
             placed = used1 + spill_in
             used = used1 + spill_out
             if uniform_factor or not host_slots.any():
@@ -396,30 +503,46 @@ def simulate_rounds(setup: RoundsSetup, grads_in: np.ndarray, draws: Draws, extr
             wd_rate = np.broadcast_to(1 - c, (D, K))
             comp_rate = np.broadcast_to(c, (D, K))
         pi = np.where(A > 0, placed / np.where(A > 0, A, 1), 0.0)
-        waiting = pool.sum(axis=-1)                               # [D, K, L]
-        placed_kl = pi[..., None] * waiting
+        if eng_on or rec_on:
+            waiting = pool.sum(axis=-1)                           # [D, K, L]
+            placed_kl = pi[..., None] * waiting
         # Who completed, by the round they entered (pool index w = entered w rounds ago).
-        comp_w = pool * (pi * comp_rate)[..., None, None]
-        for w in range(min(W, i + 1)):
-            comp_entry[:, i - w] += comp_w[..., w]
-            if in_time[i]:
-                comp_ok_entry[:, i - w] += comp_w[..., w]
-                jobs_ok_entry[:, i - w] += pool[..., w] * (pi * pr_rate)[..., None]
+        if entry_on:
+            if ok_same and not in_time[i]:
+                comp_ok_entry, ok_same = comp_entry.copy(), False
+            comp_w = pool * (pi * comp_rate)[..., None, None]
+            # Entered w = 0 .. n-1 rounds ago: entry rounds i - n + 1 .. i, each added to once (one slab).
+            n_w = min(W, i + 1)
+            comp_entry[:, i - n_w + 1:i + 1] += np.moveaxis(comp_w[..., n_w - 1::-1], -1, 1)
+        if entry_on and in_time[i]:
+            if not ok_same:
+                comp_ok_entry[:, i - n_w + 1:i + 1] += np.moveaxis(comp_w[..., n_w - 1::-1], -1, 1)
+            jobs_ok_entry[:, i - n_w + 1:i + 1] += np.moveaxis(pool[..., n_w - 1::-1] * (pi * pr_rate)[..., None, None],
+                                                               -1, 1)
         pool *= (1 - pi)[..., None, None]
-        pr_kl = placed_kl * pr_rate[..., None]
-        wd_kl = placed_kl * wd_rate[..., None]
-        pr_out[:, i] = pr_kl
-        wp_out[:, i] += q0 * wd_kl                                # withdrew: back to the market without practice
+        if eng_on or rec_on:
+            pr_kl = placed_kl * pr_rate[..., None]
+            wd_kl = placed_kl * wd_rate[..., None]
+        if eng_on:
+            pr_out[:, i] = pr_kl
+            wp_out[:, i] += q0 * wd_kl                            # withdrew: back to the market without practice
         aged = pool[..., W - 1].copy()
         if i < R - 1:
-            wp_out[:, i] += q0 * aged                             # aged out unplaced
+            if eng_on:
+                wp_out[:, i] += q0 * aged                         # aged out unplaced
             pool[..., 1:] = pool[..., :-1].copy()
             pool[..., 0] = 0
-            nonapp[..., 1:] = nonapp[..., :-1].copy()
-            nonapp[..., 0] = 0
+            if track_nonapp:
+                nonapp[..., 1:] = nonapp[..., :-1].copy()
+                nonapp[..., 0] = 0
         else:
             aged = np.zeros_like(aged)
-            wp_out[:, i] += q0 * pool.sum(axis=-1)                # still waiting at the horizon
+            if eng_on:
+                wp_out[:, i] += q0 * pool.sum(axis=-1)            # still waiting at the horizon
+        if not rec_on:
+            if setup.year[i] in snapshot_years and (i == R - 1 or setup.year[i + 1] != setup.year[i]):
+                snaps[int(setup.year[i])] = comp_entry.copy()
+            continue
         rec["slots_offered"][:, i] = offered
         rec["slots_available"][:, i] = offered + spill_in
         rec["slots_used"][:, i] = used
@@ -445,6 +568,8 @@ def simulate_rounds(setup: RoundsSetup, grads_in: np.ndarray, draws: Draws, extr
             led["waiting"][:, i] = pool.sum(axis=(1, 2, 3))
         if setup.year[i] in snapshot_years and (i == R - 1 or setup.year[i + 1] != setup.year[i]):
             snaps[int(setup.year[i])] = comp_entry.copy()
+    if entry_on and ok_same:
+        comp_ok_entry = comp_entry.copy()
     return RoundsResult(completed_by_entry_at=snaps, per_round=rec, practice_ready=pr_out, without_practice=wp_out, pi=pi_all,
                         pr_rate=pr_rate_all, wd_rate=wd_rate_all, moved_frac=moved_frac, ledger=led,
                         completed_by_entry=comp_entry, completed_in_time_by_entry=comp_ok_entry,
