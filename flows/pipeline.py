@@ -320,8 +320,10 @@ def publish_stage(ctx: RunContext) -> str:
     try:
         warehouse.build_marts(con, "views")
         documented = warehouse.apply_dictionary(con)
-        snap = warehouse.publish(con, paths.snapshot, run_id, on_step=faults.checkpoint)
-        warehouse.export_parquet(con, paths.published_dir, run_id)
+        # What each table holds, once: the snapshot and the Parquet exports rewrite only what changed.
+        signature = warehouse.content_signature(con)
+        snap = warehouse.publish(con, paths.snapshot, run_id, on_step=faults.checkpoint, signature=signature)
+        warehouse.export_parquet(con, paths.published_dir, run_id, signature=signature)
         (paths.published_dir / "DATA_DICTIONARY.md").write_text(warehouse.dictionary_markdown(con), encoding="utf-8")
         # What each university office gets back: accepted / with warnings / rejected, and why.
         feedback_files = feedback.write_feedback(con, paths.published_dir / "feedback")

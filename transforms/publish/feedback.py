@@ -29,11 +29,15 @@ still say where to look — and the Markdown escapes them, so no cell becomes HT
 """
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import os
 import re
+import sys
 from pathlib import Path
+
+import duckdb
 
 from transforms.contract.privacy import mask_json, mask_text, mask_values
 from transforms.contract.rules import IngestRule, ingest_rule
@@ -164,9 +168,10 @@ def _reasons(latest: dict, file_results: list[dict], row_issues: list[dict]) -> 
     return out
 
 
-def build_feedback(con) -> dict[tuple[str, str], dict]:
-    """(university_code, term) -> feedback document, for every university and term in the manifest.
-    Status, newest attempt and file in use come from intermediate.current_submissions, never decided here."""
+def build_feedback(con, only: set[tuple[str, str]] | None = None) -> dict[tuple[str, str], dict]:
+    """(university_code, term) -> feedback document, for every university and term in the manifest
+    (or those of `only`). Status, newest attempt and file in use come from
+    intermediate.current_submissions, never decided here."""
     files = _rows(con, """
         SELECT file_id, path, sha256, size_bytes, mtime, university_code, term, received_at, format, encoding,
                header_line, extra_columns, rows_read, rows_loaded, rows_quarantined, rows_with_warnings, status, reason,
@@ -178,6 +183,8 @@ def build_feedback(con) -> dict[tuple[str, str], dict]:
     for f in files:
         if CODE_RE.match(f["university_code"] or "") and (f["term"] is None or TERM_RE.match(f["term"])):
             groups.setdefault((f["university_code"], f["term"] or NO_TERM), []).append(f)
+    if only is not None:
+        groups = {k: v for k, v in groups.items() if k in only}
     terms = {(r["university_code"], r["term"] or NO_TERM): (r["submission_status"], by_id[r["file_id"]],
                                                             by_id.get(r["file_id_in_use"]))
              for r in _rows(con, """SELECT university_code, term, submission_status, file_id, file_id_in_use
@@ -280,26 +287,106 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# In `out_dir`: what each university's and term's three files were written from (their inputs'
+# fingerprint) and the files as written (size, mtime), so a run rewrites only the terms whose inputs
+# changed; any doubt (another version of the code, a file touched since) and they are written again.
+RECORD = ".lab2fab-feedback.json"
+
+
+def _code_fingerprint() -> str:
+    """The code and reference words the files are rendered with: this module, the rule catalogue, the
+    personal-data screen and its vocabulary, the CSV quoting, the programme's words, and DuckDB's hash."""
+    from transforms.config import REPO_ROOT
+    from transforms.contract import privacy, rules
+    from transforms import vocabulary
+
+    h = hashlib.sha256(duckdb.__version__.encode())
+    for path in [Path(m.__file__) for m in (sys.modules[__name__], rules, privacy, safe_csv, vocabulary)] + [
+            REPO_ROOT / "data" / "reference" / name for name in ("value_aliases.csv", "column_aliases.csv")]:
+        h.update(path.read_bytes() if path.exists() else b"-")
+    return h.hexdigest()
+
+
+def input_fingerprints(con) -> dict[tuple[str, str], str]:
+    """(university_code, term) -> a digest of everything its feedback is built from: the term's
+    manifest rows, its intermediate.current_submissions row, and the manifest row, file-level results
+    and row issues of its newest attempt and of the file in use (order-independent row hashes)."""
+    rows = con.execute("""
+        WITH m AS (SELECT university_code, term, count(*) AS n, sum(hash(*COLUMNS(*))) AS h FROM ops.manifest
+                   WHERE dataset = 'enrollment' AND university_code IS NOT NULL GROUP BY ALL),
+             c AS (SELECT university_code, term, submission_status, file_id, file_id_in_use
+                   FROM intermediate.current_submissions),
+             r AS (SELECT file_id, count(*) AS n, sum(hash(*COLUMNS(*))) AS h FROM ops.validation_results
+                   WHERE scope = 'file' AND NOT success AND file_id IN (SELECT file_id FROM c) GROUP BY ALL),
+             i AS (SELECT file_id, count(*) AS n, sum(hash(*COLUMNS(*))) AS h FROM ops.row_issues
+                   WHERE file_id IN (SELECT file_id FROM c) GROUP BY ALL),
+             u AS (SELECT file_id, hash(*COLUMNS(*)) AS h FROM ops.manifest)
+        SELECT m.university_code, m.term,
+               row(m.n, m.h, c.submission_status, c.file_id, c.file_id_in_use, r.n, r.h, i.n, i.h, latest.h,
+                          in_use.h)::VARCHAR
+        FROM m LEFT JOIN c ON c.university_code = m.university_code AND c.term IS NOT DISTINCT FROM m.term
+        LEFT JOIN r ON r.file_id = c.file_id LEFT JOIN i ON i.file_id = c.file_id
+        LEFT JOIN u AS latest ON latest.file_id = c.file_id LEFT JOIN u AS in_use ON in_use.file_id = c.file_id_in_use
+        """).fetchall()
+    out: dict[tuple[str, str], list[str]] = {}
+    for code, term, fp in rows:  # a NULL term and one named like NO_TERM share their files (build_feedback)
+        out.setdefault((code, term or NO_TERM), []).append(fp)
+    return {k: hashlib.sha256("\n".join(sorted(v)).encode()).hexdigest()[:32] for k, v in out.items()}
+
+
+def _stats(paths: list[str]) -> list | None:
+    try:
+        return [[st.st_size, st.st_mtime_ns] for st in map(os.stat, paths)]
+    except OSError:
+        return None
+
+
 def write_feedback(con, out_dir: Path) -> int:
     """Write `<UNIVERSITY>/<TERM>.json|.md|.csv` under `out_dir` for every university and term; returns
-    the number of files written (unchanged files are left untouched but counted). Feedback files
-    of universities and terms no longer in the manifest are removed."""
+    the number of files written (unchanged files are left untouched but counted). A term whose inputs
+    (`input_fingerprints`) and three files are as the record in `out_dir` says is not built again.
+    Feedback files of universities and terms no longer in the manifest are removed."""
     out_dir = Path(out_dir)
-    docs = build_feedback(con)
-    wanted: set[Path] = set()
-    for (code, term), doc in sorted(docs.items()):
-        folder = out_dir / code
+    base = str(out_dir)
+    code, fingerprints = _code_fingerprint(), input_fingerprints(con)
+    try:
+        record = json.loads((out_dir / RECORD).read_text(encoding="utf-8"))
+        written = record["terms"] if record.get("code") == code else {}
+        written = written if isinstance(written, dict) else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        written = {}
+
+    # strings, not Paths: at national scale (tens of thousands of files) pathlib would be most of the time here
+    paths = {key: [f"{base}{os.sep}{key[0]}{os.sep}{key[1]}{suffix}" for suffix in (".json", ".md", ".csv")]
+             for key in fingerprints}
+    keep = {key for key, fp in fingerprints.items()
+            if (w := written.get("/".join(key))) is not None and w == [fp, _stats(paths[key])]}
+    todo = set(fingerprints) - keep
+    docs = build_feedback(con, only=todo) if todo else {}
+    wanted: set[str] = set()
+    terms: dict[str, list] = {}
+    for key in sorted(keep):
+        wanted.update(paths[key])
+        terms["/".join(key)] = written["/".join(key)]
+    for (code_, term), doc in sorted(docs.items()):
+        folder = out_dir / code_
         folder.mkdir(parents=True, exist_ok=True)
         for suffix, text in ((".json", json.dumps(doc, ensure_ascii=False, indent=2) + "\n"),
                              (".md", render_markdown(doc)), (".csv", render_csv(doc))):
             path = folder / f"{term}{suffix}"
             _write(path, text)
-            wanted.add(path)
+            wanted.add(str(path))
+        if (code_, term) in fingerprints:
+            terms[f"{code_}/{term}"] = [fingerprints[(code_, term)], _stats(paths[(code_, term)])]
     if out_dir.is_dir():
-        for folder in out_dir.iterdir():
-            if folder.is_dir() and not folder.is_symlink() and CODE_RE.match(folder.name):
-                for path in folder.iterdir():
-                    if path.suffix in (".json", ".md", ".csv") and path not in wanted and path.is_file() \
-                            and (TERM_RE.match(path.stem) or path.stem == NO_TERM):
-                        path.unlink()
+        for folder in os.scandir(out_dir):
+            if folder.is_dir(follow_symlinks=False) and CODE_RE.match(folder.name):
+                for entry in os.scandir(folder.path):
+                    stem, suffix = os.path.splitext(entry.name)
+                    if suffix in (".json", ".md", ".csv") and entry.path not in wanted \
+                            and entry.is_file() and (TERM_RE.match(stem) or stem == NO_TERM):
+                        os.unlink(entry.path)
+        tmp = out_dir / f".{RECORD}.tmp"
+        tmp.write_text(json.dumps({"code": code, "terms": terms}, separators=(",", ":")), encoding="utf-8")
+        os.replace(tmp, out_dir / RECORD)
     return len(wanted)

@@ -7,6 +7,8 @@ blocks a run and never sees half a run.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -206,9 +208,177 @@ def table_names(con, schemas: tuple[str, ...] = ("ops", "ref", "staging", "marts
     return [r[0] for r in rows]
 
 
-def publish(con, snapshot: Path, run_id: str, on_step: Callable[[str], None] | None = None) -> Path:
-    """Write a complete copy of the warehouse beside the snapshot, then swap it in atomically.
+# Beside the working warehouse (the pipeline's folder, not the analysts'): which snapshot file the last
+# publish wrote and what each of its tables held, so that the next publish starts from a copy of that
+# file and rewrites only what changed. Without it, or when anything about it is in doubt, a full copy.
+SNAPSHOT_RECORD = "snapshot.json"
+_FILE_KEY = "coalesce(file_id::VARCHAR, '')"  # a table's rows by file (a NULL file_id goes with '')
+# The catalog a snapshot copy must share with the warehouse before only its rows are rewritten: DDL
+# (constraints included), column types, defaults and comments, views, and anything else a schema holds.
+_CATALOG = (
+    "SELECT schema_name, comment, sql FROM duckdb_schemas() WHERE database_name = ?",
+    "SELECT schema_name, table_name, sql, comment, temporary FROM duckdb_tables() WHERE database_name = ?",
+    "SELECT schema_name, table_name, column_index, column_name, data_type, column_default, is_nullable, comment "
+    "FROM duckdb_columns() WHERE database_name = ?",
+    "SELECT schema_name, view_name, sql, comment FROM duckdb_views() WHERE database_name = ? AND NOT internal",
+    "SELECT schema_name, index_name, table_name, sql FROM duckdb_indexes() WHERE database_name = ?",
+    "SELECT schema_name, sequence_name, start_value, increment_by, min_value, max_value, cycle "
+    "FROM duckdb_sequences() WHERE database_name = ?",
+    "SELECT schema_name, function_name, function_type, macro_definition FROM duckdb_functions() "
+    "WHERE database_name = ? AND NOT internal",
+    "SELECT schema_name, type_name, logical_type FROM duckdb_types() WHERE database_name = ? AND NOT internal",
+)
+log = logging.getLogger(__name__)
+
+
+def content_signature(con, database: str | None = None) -> dict:
+    """What each table holds, cheaply: `schema.table` -> [rows, sum of row hashes], or for a table with a
+    `file_id` column {file_id: [rows, sum]} (so a resubmission rewrites the rows of the files it touched
+    and no others). Order-independent, like the tables' content (tests/tables.py compares sorted rows);
+    DuckDB's hash, so comparable only within one DuckDB version (the record says which)."""
+    database = database or con.execute("SELECT current_database()").fetchone()[0]
+    tables = con.execute("""SELECT t.schema_name, t.table_name, bool_or(c.column_name = 'file_id')
+                            FROM duckdb_tables() t JOIN duckdb_columns() c USING (database_name, schema_name, table_name)
+                            WHERE t.database_name = ? AND NOT t.temporary GROUP BY ALL ORDER BY 1, 2""",
+                         [database]).fetchall()
+    out: dict = {}
+    for schema, table, by_file in tables:
+        ref = f'"{database}"."{schema}"."{table}"'
+        if by_file:
+            out[f"{schema}.{table}"] = {key: [n, h] for key, n, h in con.execute(
+                f"SELECT {_FILE_KEY}, count(*), sum(hash(*COLUMNS(*)))::VARCHAR FROM {ref} GROUP BY 1").fetchall()}
+        else:
+            n, h = con.execute(f"SELECT count(*), coalesce(sum(hash(*COLUMNS(*))), 0)::VARCHAR FROM {ref}").fetchone()
+            out[f"{schema}.{table}"] = [n, h]
+    return out
+
+
+def _catalog(con, database: str) -> list:
+    return [sorted(con.execute(q, [database]).fetchall(), key=repr) for q in _CATALOG]
+
+
+def _identity(path: Path) -> dict:
+    """The snapshot file as the file system knows it: a copy, a restore or any write changes it."""
+    st = path.stat()
+    return {"path": str(path.resolve()), "inode": st.st_ino, "device": st.st_dev, "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
+
+
+def _record_path(con) -> Path | None:
+    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    return Path(row[0]).parent / SNAPSHOT_RECORD if row and row[0] else None  # None: an in-memory warehouse
+
+
+def snapshot_record(con, snapshot: Path) -> dict | None:
+    """The record of the last publish, if it describes the file now at `snapshot` (same file, untouched
+    since, same DuckDB and storage version); else None, and the next publish copies the warehouse whole."""
+    path = _record_path(con)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8")) if path else None
+        ok = (isinstance(record, dict) and record.get("duckdb") == duckdb.__version__
+              and record.get("storage_version") == SNAPSHOT_STORAGE_VERSION
+              and record.get("snapshot") == _identity(snapshot) and isinstance(record.get("tables"), dict))
+    except (OSError, ValueError):  # no record, no snapshot, or a record that does not parse
+        return None
+    return record if ok else None
+
+
+def _write_record(con, snapshot: Path, run_id: str, signature: dict, rewritten: list[str] | None) -> None:
+    """`rewritten`: what this publish rewrote in a copy of the last snapshot; None for a full copy."""
+    path = _record_path(con)
+    if path is None:
+        return
+    record = {"duckdb": duckdb.__version__, "storage_version": SNAPSHOT_STORAGE_VERSION, "run_id": run_id,
+              "snapshot": _identity(snapshot), "rewritten": rewritten, "tables": signature}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, separators=(",", ":")), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _rows(signature: dict) -> int:
+    return sum(sum(n for n, _ in v.values()) if isinstance(v, dict) else v[0] for v in signature.values())
+
+
+def _rows_to_rewrite(recorded: dict, signature: dict) -> int:
+    """Rows the warehouse holds in the tables, or files of a table, that changed since the record."""
+    n = 0
+    for name, now in signature.items():
+        before = recorded.get(name)
+        if isinstance(now, dict) and isinstance(before, dict):
+            n += sum(v[0] for k, v in now.items() if before.get(k) != v)
+        elif now != before:
+            n += sum(v[0] for v in now.values()) if isinstance(now, dict) else now[0]
+    return n
+
+
+def _rewrite_changed(con, source: str, recorded: dict, signature: dict) -> list[str]:
+    """In the attached copy `snapshot_out` of the last snapshot (same catalog as the warehouse), rewrite
+    what differs from the record: the rows of each changed file of a table kept by file, the whole of
+    any other changed table. Returns what was rewritten (`schema.table`, or `schema.table (n files)`)."""
+    done = []
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name, now in signature.items():
+            before = recorded[name]
+            if now == before:
+                continue
+            schema, table = name.split(".", 1)
+            src, dst = f'"{source}"."{schema}"."{table}"', f'snapshot_out."{schema}"."{table}"'
+            if isinstance(now, dict) and isinstance(before, dict):
+                files = sorted(k for k in now.keys() | before.keys() if now.get(k) != before.get(k))
+                con.execute(f"DELETE FROM {dst} WHERE {_FILE_KEY} IN (SELECT unnest(?))", [files])
+                con.execute(f"INSERT INTO {dst} SELECT * FROM {src} WHERE {_FILE_KEY} IN (SELECT unnest(?))", [files])
+                done.append(f"{name} ({len(files)} files)")
+            else:
+                con.execute(f"DELETE FROM {dst}")
+                con.execute(f"INSERT INTO {dst} SELECT * FROM {src}")
+                done.append(name)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return done
+
+
+def _from_last_snapshot(con, source: str, snapshot: Path, tmp: Path, recorded: dict, signature: dict) -> list[str] | None:
+    """`tmp` as a copy of the last snapshot with what changed rewritten; None (and `tmp` to discard)
+    when the copy's storage version or catalog is not the warehouse's."""
+    shutil.copyfile(snapshot, tmp)  # same storage version: a plain copy is a valid snapshot file
+    con.execute(f"ATTACH '{tmp}' AS snapshot_out")
+    try:
+        version = con.execute("SELECT tags['storage_version'] FROM duckdb_databases() "
+                              "WHERE database_name = 'snapshot_out'").fetchone()[0]
+        if version not in (SNAPSHOT_STORAGE_VERSION, f"{SNAPSHOT_STORAGE_VERSION}+"):
+            log.info("publish: the last snapshot has storage version %s; writing a full copy", version)
+            return None
+        if _catalog(con, "snapshot_out") != _catalog(con, source):
+            log.info("publish: the last snapshot's catalog differs from the warehouse's; writing a full copy")
+            return None
+        rewritten = _rewrite_changed(con, source, recorded, signature)
+        con.execute("CHECKPOINT snapshot_out")
+        return rewritten
+    finally:
+        con.execute("DETACH snapshot_out")
+
+
+def publish(con, snapshot: Path, run_id: str, on_step: Callable[[str], None] | None = None,
+            signature: dict | None = None) -> Path:
+    """Write the new snapshot beside the old one, then swap it in atomically.
     `on_step("publish")` is called just before the swap (flows passes its failpoints).
+
+    The new file starts as a copy of the last snapshot when the record beside the warehouse says what
+    that file holds (`snapshot_record`) and its catalog (tables, columns, comments, views) is the
+    warehouse's; then only the tables, or files' rows, whose content hash changed since are rewritten
+    (`signature`: `content_signature(con)`, computed here if not given). Otherwise it is a complete
+    copy of the warehouse. Either way it holds what the warehouse holds, table by table.
 
     A reader that has the old snapshot open keeps reading the old file (POSIX rename keeps its
     inode alive); the next connection sees the new one. Nobody ever sees a partial file.
@@ -217,20 +387,40 @@ def publish(con, snapshot: Path, run_id: str, on_step: Callable[[str], None] | N
     # error (a full disk, "File too large") and leaves the WAL; here it ends the run, plainly.
     con.execute("CHECKPOINT")
     snapshot.parent.mkdir(parents=True, exist_ok=True)
-    for stale in snapshot.parent.glob(f".{snapshot.stem}.*.tmp"):  # left by a run that died here
+    for stale in [*snapshot.parent.glob(f".{snapshot.stem}.*.tmp"),  # left by a run that died here
+                  *snapshot.parent.glob(f".{snapshot.stem}.*.tmp.wal")]:
         stale.unlink(missing_ok=True)
     tmp = snapshot.with_name(f".{snapshot.stem}.{run_id}.tmp")
     source = con.execute("SELECT current_database()").fetchone()[0]
-    con.execute(f"ATTACH '{tmp}' AS snapshot_out (STORAGE_VERSION '{SNAPSHOT_STORAGE_VERSION}')")
-    try:
-        con.execute(f"COPY FROM DATABASE {source} TO snapshot_out")
-    finally:
-        con.execute("DETACH snapshot_out")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    signature = content_signature(con, source) if signature is None else signature
+    rewritten = None
+    recorded = snapshot_record(con, snapshot)
+    if recorded is not None and set(recorded["tables"]) == set(signature) \
+            and 2 * _rows_to_rewrite(recorded["tables"], signature) <= _rows(signature):  # else a copy is cheaper
+        try:
+            rewritten = _from_last_snapshot(con, source, snapshot, tmp, recorded["tables"], signature)
+        except duckdb.Error as e:  # in doubt: the full copy below
+            log.warning("publish: could not start from the last snapshot (%s); writing a full copy", e)
+            con.execute("DETACH DATABASE IF EXISTS snapshot_out")
+        if rewritten is None:  # the copy and any WAL of it: a new file must not replay an old WAL
+            tmp.unlink(missing_ok=True)
+            tmp.with_name(f"{tmp.name}.wal").unlink(missing_ok=True)
+    if rewritten is None:
+        con.execute(f"ATTACH '{tmp}' AS snapshot_out (STORAGE_VERSION '{SNAPSHOT_STORAGE_VERSION}')")
+        try:
+            con.execute(f"COPY FROM DATABASE {source} TO snapshot_out")
+            con.execute("CHECKPOINT snapshot_out")
+        finally:
+            con.execute("DETACH snapshot_out")
+    else:
+        log.info("publish: the last snapshot with %d of %d tables rewritten: %s", len(rewritten), len(signature),
+                 ", ".join(rewritten) or "none")
+    _fsync(tmp)
     if on_step:
         on_step("publish")
     os.replace(tmp, snapshot)
+    _fsync(snapshot.parent)  # the rename itself survives a power cut
+    _write_record(con, snapshot, run_id, signature, rewritten)
     return snapshot
 
 
@@ -239,11 +429,14 @@ def _literal(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser, the same safe constructors: 5x faster
+
+
 def documentation(path: Path = SQL_DIR / "dictionary.yaml") -> dict:
     """schema.table -> {description, columns}: the SQL models' yml, and `dictionary.yaml` for the
     tables written from Python (ops, staging, ref, the model's marts)."""
     spec = {name: {"description": (e or {}).get("description", ""), "columns": dict((e or {}).get("columns") or {})}
-            for name, e in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).items()}
+            for name, e in (yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}).items()}
     for name, entry in models.project().documentation().items():
         into = spec.setdefault(name, {"description": "", "columns": {}})
         into["description"] = entry["description"] or into["description"]
@@ -310,21 +503,47 @@ def dictionary_markdown(con, schemas: tuple[str, ...] = ("analytics", "marts", "
     return "\n".join(lines)
 
 
-def export_parquet(con, published_dir: Path, run_id: str, schemas: tuple[str, ...] = ("analytics", "marts")) -> Path:
+PARQUET_RECORD = ".tables.json"  # in each parquet folder: the content signature of the tables exported there
+
+
+def export_parquet(con, published_dir: Path, run_id: str, schemas: tuple[str, ...] = ("analytics", "marts"),
+                   signature: dict | None = None) -> Path:
     """Marts and curated views as Parquet for tools that do not speak DuckDB.
 
     Written into a new folder, then the `parquet` link is swapped to it atomically; the previous
-    folder is kept one run longer for readers still in it.
+    folder is kept one run longer for readers still in it. A table whose content signature
+    (`content_signature`) is the one recorded in the previous folder is hard-linked from there, not
+    written again (files are never changed once written); views are always written.
     """
     target = published_dir / f"parquet-{run_id}"
     target.mkdir(parents=True, exist_ok=True)
-    for name in table_names(con, schemas) + [
-            r[0] for r in con.execute(
-                f"SELECT schema_name || '.' || view_name FROM duckdb_views() WHERE schema_name IN "
-                f"({', '.join('?' * len(schemas))}) ORDER BY 1", list(schemas)).fetchall()]:
-        con.execute(f"COPY (SELECT * FROM {name}) TO '{target / (name + '.parquet')}' (FORMAT parquet)")
     link = published_dir / "parquet"
     previous = link.resolve() if link.is_symlink() else None
+    signature = content_signature(con) if signature is None else signature
+    try:
+        before = json.loads((previous / PARQUET_RECORD).read_text(encoding="utf-8")) if previous else {}
+        before = before if isinstance(before, dict) and before.get("duckdb") == duckdb.__version__ else {}
+    except (OSError, ValueError):
+        before = {}
+    exported = {}
+    for name in table_names(con, schemas):
+        out = target / (name + ".parquet")
+        if name in signature and (before.get("tables") or {}).get(name) == signature[name]:
+            try:
+                os.link(previous / out.name, out)
+                exported[name] = signature[name]
+                continue
+            except OSError:  # gone, or another file system: write it
+                out.unlink(missing_ok=True)
+        con.execute(f"COPY (SELECT * FROM {name}) TO '{out}' (FORMAT parquet)")
+        if name in signature:
+            exported[name] = signature[name]
+    for (name,) in con.execute(
+            f"SELECT schema_name || '.' || view_name FROM duckdb_views() WHERE schema_name IN "
+            f"({', '.join('?' * len(schemas))}) ORDER BY 1", list(schemas)).fetchall():
+        con.execute(f"COPY (SELECT * FROM {name}) TO '{target / (name + '.parquet')}' (FORMAT parquet)")
+    (target / PARQUET_RECORD).write_text(json.dumps({"duckdb": duckdb.__version__, "tables": exported}),
+                                         encoding="utf-8")
     tmp_link = published_dir / f".parquet-{run_id}.link"
     tmp_link.unlink(missing_ok=True)
     tmp_link.symlink_to(target.name)
