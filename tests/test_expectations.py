@@ -305,3 +305,17 @@ def test_every_rule_is_in_the_documented_rule_list():
     doc = (Path(__file__).resolve().parent.parent / "docs" / "CONTRACT_RULES.md").read_text()
     ids = [*RULES, *INGEST_RULES]
     assert [i for i in ids if f"`{i}`" not in doc] == []
+
+
+def test_the_validation_memos_are_checked_against_the_pinned_gx():
+    """transforms/contract/suites.py memoises two GX internals during a validation; they were checked
+    (identical issues, verdicts and quarantine) on one GX version and stay off on any other."""
+    import great_expectations
+    from great_expectations.expectations.expectation import Expectation
+
+    from transforms.contract import suites
+
+    suites._gx()
+    assert great_expectations.__version__ == suites.MEMO_GX_VERSION, (
+        "GX was upgraded: check suites._install_validation_memos gives the same outputs, then set MEMO_GX_VERSION")
+    assert getattr(Expectation, "_lab2fab_memo", False)

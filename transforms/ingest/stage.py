@@ -253,7 +253,7 @@ def validate_staged(submissions: list[Submission], work_dir: Path, ref: "contrac
         try:
             batches = [b for p in periods for b in _batches([s for s in staged if p is None or (s.landed.term or "") == p])]
             for i, batch in enumerate(batches):
-                frame = pd.concat([pd.read_parquet(s.staged) for s in batch], ignore_index=True)
+                frame = checks.read_staged([s.staged for s in batch])
                 frame.insert(0, "row_id", range(len(frame)))
                 files = checks.files_frame(checks.file_info(s) for s in batch)
                 outcome = checks.check_batch(frame, files, suites, history)
