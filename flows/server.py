@@ -24,6 +24,7 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import flows.prefect_defaults  # noqa: F401  (the server inherits them: telemetry off, its start-up timeout)
 
@@ -121,14 +122,18 @@ def prefect_api():
     for the server and makes it this process's API, for the rest of the process (Prefect's exit
     handlers still send the last logs there) and for the worker processes it starts."""
     if os.environ.get("PREFECT_API_URL") or ("prefect" in sys.modules and _configured()):
-        yield lambda: None
+        yield lambda meanwhile=None: None
         return
     server = TemporaryServer()
 
-    def ready() -> None:
+    def ready(meanwhile: Callable[[], object] | None = None) -> None:
+        """`meanwhile`: work the run needs later anyway, done while the server is still starting
+        (on the other core), not after."""
         if _configured():
             server.stop(quietly=True)
             return
+        if meanwhile is not None:
+            meanwhile()
         os.environ["PREFECT_API_URL"] = server.wait_ready()
         os.environ["PREFECT_UI_URL"] = ""  # no UI is served, as with Prefect's own: no "View at" links
         from prefect.context import refresh_global_settings_context

@@ -74,6 +74,11 @@ def _gx():
     return _GX[0], _GX[1]
 
 
+def preload() -> None:
+    """Import GX now: for a run that is waiting for something else (flows/server.py)."""
+    _gx()
+
+
 
 def quiet_gx_logging() -> None:
     """Some GX modules set their own logger to INFO when imported (e.g. "Created temporary directory
