@@ -59,22 +59,22 @@ def loaded(root: Path, truth: dict) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    calls = []
-    truth = generate_demo(root, REFERENCE, progress=lambda done, total: calls.append((done, total)), **SMALL)
-    return root, truth, calls
+def small(small_demo):
+    """The session's small demo (tests/conftest.py: generate_demo with the arguments of SMALL), read only."""
+    data_dir, truth = small_demo
+    return data_dir / "landing", truth
 
 
 @pytest.fixture(scope="module")
 def rows(small):
-    root, truth, _ = small
+    root, truth = small
     return loaded(root, truth)
 
 
 def test_same_arguments_give_the_same_bytes_and_times(small, tmp_path):
-    root, truth, calls = small
-    again = generate_demo(tmp_path, REFERENCE, **SMALL)
+    root, truth = small
+    calls = []
+    again = generate_demo(tmp_path, REFERENCE, progress=lambda done, total: calls.append((done, total)), **SMALL)
     first, second = files(root), files(tmp_path)
     assert first.keys() == second.keys()
     assert {k: sha(p) for k, p in first.items()} == {k: sha(p) for k, p in second.items()}
@@ -85,7 +85,7 @@ def test_same_arguments_give_the_same_bytes_and_times(small, tmp_path):
 
 
 def test_summary_counts_what_was_written(small):
-    root, truth, _ = small
+    root, truth = small
     enrollment = [p for p in files(root / "enrollment").values()]
     assert sum(len(read(p)) for p in enrollment) == truth["rows_written"]
     assert truth["terms"] == ["2023-1", "2023-2", "2024-1", "2024-2"] and len(truth["universities"]) == 6
@@ -138,12 +138,12 @@ def test_personal_data_looks_vietnamese(rows):
 
 
 def test_demo_records_its_national_fraction_and_continuers(small):
-    _, truth, _ = small
+    _, truth = small
     assert 0 < truth["national_fraction"] < 1 / 16 and truth["continuers"] > 0
 
 
 def test_every_office_style_appears(small):
-    root, truth, _ = small
+    root, truth = small
     assert set(truth["styles"].values()) == set(STYLES)
     paths = files(root / "enrollment").values()
     heads = [p.read_bytes()[:200] for p in paths if p.suffix == ".csv"]
@@ -154,7 +154,7 @@ def test_every_office_style_appears(small):
 
 
 def test_planted_mistakes_are_there_and_counted(rows, small):
-    root, truth, _ = small
+    root, truth = small
     year = rows["term"].str[:4].astype(int)
     named = rows[rows["student_id"] != ""]
     found = {
@@ -171,7 +171,7 @@ def test_planted_mistakes_are_there_and_counted(rows, small):
 
 
 def test_special_submissions(small):
-    root, truth, _ = small
+    root, truth = small
     rejected = read(root / truth["rejected_file"])
     assert "status" not in rejected.columns and "student_id" in rejected.columns
     old, new = root / truth["superseded_file"], root / truth["resubmitted_file"]
@@ -187,7 +187,7 @@ def test_special_submissions(small):
 
 
 def test_placements_respect_slots_and_eligibility(small, rows):
-    root, truth, _ = small
+    root, truth = small
     assert list(truth["placements"]) == ["2025H1"]
     placed = pd.read_csv(root / "placements/2025H1/placements_2025H1.csv", dtype=str, keep_default_na=False)
     assert list(placed.columns) == ["round", "university_code", "student_id", "host_code", "track", "outcome",
@@ -223,7 +223,7 @@ def test_pilot_rounds_follow_the_last_term():
 
 
 def test_scale_multiplies_the_students(small, tmp_path):
-    _, truth, _ = small
+    _, truth = small
     double = generate_demo(tmp_path, REFERENCE, scale=2, **SMALL)
     ratio = sum(double["students_per_term"].values()) / sum(truth["students_per_term"].values())
     assert 1.7 < ratio < 2.3

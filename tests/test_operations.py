@@ -74,6 +74,8 @@ def test_open_query_and_run_both_succeed(prefect_harness, demo_data):
     reader = subprocess.Popen([sys.executable, "-c", f"""
 import duckdb, time, json
 con = duckdb.connect({str(snapshot)!r}, read_only=True)   # held open for the whole run
+con.execute("SELECT count(*) FROM staging.enrollment").fetchone()
+print("open", flush=True)
 n = 0
 deadline = time.time() + 60
 while time.time() < deadline:
@@ -87,7 +89,7 @@ while time.time() < deadline:
     time.sleep(0.05)
 print(json.dumps({{"queries": n}}))
 """], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    assert reader.stdout.readline() == "open\n", reader.stderr.read()  # the session is open before the run starts
     result = pipeline(data_dir=str(demo_data), rebuild=True)
     (demo_data / "stop").write_text("stop")
     out, err = reader.communicate(timeout=90)
@@ -133,15 +135,19 @@ def test_deployments_on_a_real_prefect_server(small_demo, tmp_path):
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": api,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PWD": str(REPO), "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PWD": str(REPO), "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+           # the worker asks for scheduled runs every 2 s, not every 10 s (Prefect's default): the run
+           # starts sooner, for a few more polls while it runs
+           "PREFECT_WORKER_QUERY_SECONDS": "2"}
     prefect = str(VENV_BIN / "prefect")
     logs = tmp_path / "logs"
     logs.mkdir()
     procs: list[subprocess.Popen] = []
 
     def start(name: str, *args: str) -> subprocess.Popen:
-        p = subprocess.Popen([prefect, *args], cwd=REPO, env=env, stdout=open(logs / f"{name}.log", "w"),
-                             stderr=subprocess.STDOUT, start_new_session=True)
+        with open(logs / f"{name}.log", "w") as log:
+            p = subprocess.Popen([prefect, *args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
         procs.append(p)
         return p
 
@@ -160,11 +166,12 @@ def test_deployments_on_a_real_prefect_server(small_demo, tmp_path):
             except httpx.HTTPError:
                 pass
             assert time.time() < deadline, (logs / "server.log").read_text()[-3000:]
-            time.sleep(1)
+            time.sleep(0.25)
         run("work-pool", "create", "lab2fab-process", "--type", "process", "--overwrite")
+        # the worker starts while the deployments are registered: it only polls its pool until a run comes
+        start("worker", "worker", "start", "--pool", "lab2fab-process", "--limit", "1")
         out = run("--no-prompt", "deploy", "--all")
         assert "lab2fab-backfill/backfill" in out or "backfill" in out
-        start("worker", "worker", "start", "--pool", "lab2fab-process", "--limit", "1")
         out = run("deployment", "run", "lab2fab-backfill/backfill",
                   "--param", "first_term=2023-1", "--param", "last_term=2024-2",
                   "--param", "first_round=2025H1", "--param", "last_round=2026H1",

@@ -2,7 +2,8 @@
 app on a real data folder — a demo collection, real pipeline runs, real DuckDB snapshot, real GX.
 
 One module-scoped collection: the demo of three universities, run once by the pipeline with the
-largest university's last-term file held back; that file is then sent through the portal.
+largest university's last-term file held back (built once per session, shared with
+tests/test_portal_browser.py, and copied); that file is then sent through the portal.
 """
 from __future__ import annotations
 
@@ -46,6 +47,26 @@ def run_pipeline(data_dir: Path) -> dict:
     from flows.pipeline import pipeline
 
     return pipeline(data_dir=str(data_dir))
+
+
+def _first_run(folder: Path) -> dict:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAB2FAB_TASK_RUNNER", "thread")  # the runs here are small: no worker processes
+        info = make_collection(folder / "data")
+        run_pipeline(info["data_dir"])
+    return info
+
+
+def first_run_copy(once, data_dir: Path) -> dict:
+    """make_collection after its first pipeline run, copied to `data_dir` (with the held-back file beside
+    it): the collection and its run are built once per session (`once`, tests/conftest.py), and each
+    portal module writes to a copy of its own."""
+    built = once("portal-first-run", _first_run)
+    shutil.copytree(built["data_dir"], data_dir, copy_function=shutil.copy2, symlinks=True)
+    clean = data_dir.parent / f"{data_dir.name}-held" / built["clean"].name
+    clean.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(built["clean"], clean)
+    return {**built, "data_dir": data_dir, "clean": clean}
 
 
 def add_users(data_dir: Path, code: str, other: str) -> None:
@@ -94,11 +115,8 @@ def tree(folder: Path) -> list:
 # ------------------------------------------------------------------------------ fixtures
 
 @pytest.fixture(scope="module")
-def portal_data(tmp_path_factory, prefect_harness):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAB2FAB_TASK_RUNNER", "thread")  # the runs here are small: no worker processes
-        info = make_collection(tmp_path_factory.mktemp("portal") / "data")
-        run_pipeline(info["data_dir"])
+def portal_data(once, tmp_path_factory, prefect_harness):
+    info = first_run_copy(once, tmp_path_factory.mktemp("portal") / "data")
     add_users(info["data_dir"], info["code"], info["other"])
     return info
 

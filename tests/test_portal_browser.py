@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from test_portal_api import PASSWORDS, add_users, broken_copy, make_collection, run_pipeline
+from test_portal_api import PASSWORDS, add_users, broken_copy, first_run_copy, run_pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -39,12 +39,10 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, prefect_harness):
-    """A collection after its first run, and `lab2fab portal` serving it."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAB2FAB_TASK_RUNNER", "thread")
-        info = make_collection(tmp_path_factory.mktemp("portal-browser") / "data")
-        run_pipeline(info["data_dir"])
+def site(once, tmp_path_factory, prefect_harness):
+    """A collection after its first run (a copy of the one tests/test_portal_api.py starts from), and
+    `lab2fab portal` serving it."""
+    info = first_run_copy(once, tmp_path_factory.mktemp("portal-browser") / "data")
     add_users(info["data_dir"], info["code"], info["other"])
     port = free_port()
     log = open(info["data_dir"].parent / "portal.log", "w")

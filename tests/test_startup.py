@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from tables import assert_same, contents
 
@@ -29,17 +30,31 @@ def _python(code: str, env: dict | None = None) -> str:
     return done.stdout
 
 
-def test_importing_the_pipeline_leaves_heavy_libraries_to_their_stages():
-    out = _python("import sys, json, flows.pipeline, flows.backfill, flows.cli; "
-                  f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
-    assert json.loads(out) == []
+TELEMETRY = ("import os, flows.pipeline; print(os.environ['PREFECT_SERVER_ANALYTICS_ENABLED'], os.environ['DO_NOT_TRACK']); "
+             "from prefect.settings import get_current_settings; print(get_current_settings().server.analytics_enabled)")
 
 
-def test_prefect_telemetry_is_off_unless_the_user_asks_for_it():
-    code = ("import os, flows.pipeline; print(os.environ['PREFECT_SERVER_ANALYTICS_ENABLED'], os.environ['DO_NOT_TRACK']); "
-            "from prefect.settings import get_current_settings; print(get_current_settings().server.analytics_enabled)")
-    assert _python(code).split() == ["false", "1", "False"]
-    assert _python(code, {"PREFECT_SERVER_ANALYTICS_ENABLED": "true", "DO_NOT_TRACK": "0"}).split() == ["true", "0", "True"]
+@pytest.fixture(scope="module")
+def fresh_import() -> list[str]:
+    """One new interpreter with the user's environment (no telemetry variables): the telemetry settings
+    right after `import flows.pipeline`, then the heavy libraries loaded once flows.backfill and flows.cli
+    are imported too, then Prefect's settings (two tests' questions, one start-up of ~5 s)."""
+    return _python("import os, sys, json, flows.pipeline; "
+                   "telemetry = [os.environ['PREFECT_SERVER_ANALYTICS_ENABLED'], os.environ['DO_NOT_TRACK']]; "
+                   "import flows.backfill, flows.cli; "
+                   f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules])); print(*telemetry); "
+                   "from prefect.settings import get_current_settings; print(get_current_settings().server.analytics_enabled)"
+                   ).splitlines()
+
+
+def test_importing_the_pipeline_leaves_heavy_libraries_to_their_stages(fresh_import):
+    assert json.loads(fresh_import[0]) == []
+
+
+def test_prefect_telemetry_is_off_unless_the_user_asks_for_it(fresh_import):
+    assert " ".join(fresh_import[1:]).split() == ["false", "1", "False"]
+    assert _python(TELEMETRY, {"PREFECT_SERVER_ANALYTICS_ENABLED": "true", "DO_NOT_TRACK": "0"}).split() == \
+        ["true", "0", "True"]
 
 
 def test_flow_defaults_agree_with_the_model():
