@@ -85,7 +85,10 @@ def read_staged(paths: Iterable[Path]) -> pd.DataFrame:
     first = tables[0].schema
     if any(not t.schema.equals(first, check_metadata=True) for t in tables[1:]):
         return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-    return pa.concat_tables(tables).to_pandas().reset_index(drop=True)
+    table = pa.concat_tables(tables)
+    del tables
+    # Each Arrow column is freed as soon as it is converted: the batch is not held twice at its peak.
+    return table.to_pandas(self_destruct=True, split_blocks=True).reset_index(drop=True)
 
 
 def _register(con, name: str, frame: pd.DataFrame) -> None:
