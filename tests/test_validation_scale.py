@@ -257,3 +257,24 @@ def test_gx_is_handed_only_the_suite_columns_with_the_same_result():
     assert [strip(r) for r in narrow.gx_result.results] == [strip(r) for r in result.results]
     assert narrow.gx_result.statistics == result.statistics
     assert len(narrow.row_failures) > 10
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_reading_a_batch_of_staged_files_equals_reading_each(tmp_path, seed):
+    """checks.read_staged: one Arrow read of files of one schema, or file by file when their schemas
+    differ, gives what pandas reading each file and concatenating gives (generated files)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(int(rng.integers(1, 6))):
+        n = int(rng.integers(0, 50))
+        frame = pd.DataFrame({"file_id": [f"f{i}"] * n, "line": np.arange(2, n + 2),
+                              "gpa": rng.uniform(0, 4, n).round(2), "status": rng.choice(["studying", "graduated"], n)})
+        if seed % 2 and i % 2:  # another schema: a column more, one typed differently
+            frame["note"] = "x"
+            frame["line"] = frame["line"].astype("float64")
+        paths.append(tmp_path / f"{i}.parquet")
+        frame.to_parquet(paths[-1], index=False)
+    expected = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    pd.testing.assert_frame_equal(checks.read_staged(paths), expected)

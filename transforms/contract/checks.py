@@ -75,7 +75,7 @@ def read_staged(paths: Iterable[Path]) -> pd.DataFrame:
     """A batch's staged Parquet files as one frame: what ``pd.concat`` of each file read by pandas
     gives, built as one Arrow table and converted to pandas once (converting file by file cost
     more than the rest of the row suite's own work at 1/16 scale: 1,600 small conversions).
-    Files whose schemas differ (not one normaliser's output) are read one by one, as before."""
+    Files whose schemas differ (not one normaliser's output) are converted one by one and concatenated."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -84,7 +84,7 @@ def read_staged(paths: Iterable[Path]) -> pd.DataFrame:
         return pd.DataFrame()
     first = tables[0].schema
     if any(not t.schema.equals(first, check_metadata=True) for t in tables[1:]):
-        return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+        return pd.concat([t.to_pandas() for t in tables], ignore_index=True)  # as read, not read again
     table = pa.concat_tables(tables)
     del tables
     # Each Arrow column is freed as soon as it is converted: the batch is not held twice at its peak.
