@@ -212,12 +212,20 @@ def load_panels(con, cutoffs: list[str | None]) -> list[Panel]:
                        f"WHERE slots > 0 AND track IN ({tracks}) ORDER BY ALL")
         targets = q("SELECT * FROM ref.targets ORDER BY ALL")
         universities = q("SELECT university_code, region FROM ref.universities ORDER BY 1")
+        # Each active row's step to the student's next row, counted once for every cut-off: a cut-off's
+        # transitions below only sum these counts (a pass over the rows per cut-off cost ~0.15 s at national size).
+        # Kept only where the university submitted the next term (else the step says nothing).
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE model_steps AS
+            WITH sub AS (SELECT DISTINCT ui, ti FROM model_seq)
+            SELECT a.ui, a.k, a.l, a.ti, a.y, a.st, a.next_ti, a.next_st, a.next_y, count(*) AS n
+            FROM model_seq a JOIN sub ON sub.ui = a.ui AND sub.ti = a.ti + 1
+            WHERE a.{active} GROUP BY ALL""")
         panels = []
         for cutoff in cutoffs:
             last_ti = int(bounds[0]) if cutoff is None else term_index(cutoff)
             first_ti = int(bounds[1])
             tr = q(f"""
-                WITH sub AS (SELECT DISTINCT ui, ti FROM model_seq WHERE ti <= $1)
                 SELECT a.ui, a.k, a.l, a.ti % 2 AS sem, a.y, a.st AS from_st,
                        CASE WHEN a.next_ti IS NULL OR a.next_ti > $1 THEN 'lost'
                             WHEN a.next_ti > a.ti + 1 THEN 'gap'
@@ -226,9 +234,8 @@ def load_panels(con, cutoffs: list[str | None]) -> list[Panel]:
                             WHEN a.next_st = {stud} THEN (CASE WHEN a.next_y > a.y THEN 'S1' ELSE 'S0' END)
                             WHEN a.next_st = {leave} THEN (CASE WHEN a.next_y > a.y THEN 'L1' ELSE 'L0' END)
                             ELSE 'gap' END AS outcome,
-                       count(*) AS n
-                FROM model_seq a JOIN sub ON sub.ui = a.ui AND sub.ti = a.ti + 1
-                WHERE a.{active} AND a.ti + 1 <= $1
+                       CAST(sum(a.n) AS BIGINT) AS n
+                FROM model_steps a WHERE a.ti + 1 <= $1
                 GROUP BY ALL ORDER BY ALL""", [last_ti])
             tr["from_status"] = np.array(STATUSES, dtype=object)[tr.pop("from_st").to_numpy(int)]
             # Each university's latest submission within the last year is its current stock.
@@ -274,6 +281,7 @@ def load_panels(con, cutoffs: list[str | None]) -> list[Panel]:
                 carried_forward=int((fresh["ti"] < last_ti).sum())))
         return panels
     finally:
+        con.execute("DROP TABLE IF EXISTS model_steps")
         con.execute("DROP TABLE IF EXISTS model_seq")
         con.execute("DROP TABLE IF EXISTS model_univ")
 
