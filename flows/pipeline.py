@@ -38,7 +38,7 @@ from transforms.warehouse import runs
 from transforms.warehouse import db as warehouse
 from transforms.ingest import stage as ing
 from transforms.contract import checks
-from transforms.config import Paths, get_paths
+from transforms.config import Paths, get_paths, settings
 from transforms.warehouse.runs import RunContext
 
 # Great Expectations (datadocs, reference checks), the model (scipy) and the report (altair) are
@@ -188,17 +188,15 @@ def validate_stage(ctx: RunContext, subs: list[ing.Submission]) -> dict:
     from transforms.contract import datadocs
     from transforms.contract import reference as reference_checks
     from transforms.contract.suites import ContractReference
+    from transforms.ingest import validate as contract_parts
 
     paths, work, run_id = ctx.paths, ctx.work, ctx.run_id
     # Reference data first: an error stops the run here, naming the file, line and rule.
     datadocs.save_results(reference_checks.require_valid_reference(paths.reference).gx_results,
                           work / "gx_results", "reference")
     ref = ContractReference.from_dir(paths.reference)
-    con = warehouse.connect(paths.warehouse)
-    try:
-        counts = ing.validate_staged(subs, work, ref, con=con)  # con: history of earlier terms, read only
-    finally:
-        con.close()
+    warehouse.connect(paths.warehouse).close()   # a new warehouse gets its schema; the history is read read-only
+    counts = contract_parts.validate(subs, work, ref, paths.warehouse, workers=settings().validate_workers)
     markdown, verdicts = checks.run_summary(work, subs, ctx.overrides)
     if subs:
         create_markdown_artifact(key="lab2fab-validation", markdown=markdown,

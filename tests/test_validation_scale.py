@@ -235,6 +235,66 @@ def test_validate_staged_gives_the_full_history_results_over_a_loaded_warehouse(
         _assert_same_outputs(tmp_path / f"{name}-False", tmp_path / f"{name}-True")
 
 
+def _assert_same_parquet(a: Path, b: Path) -> None:
+    names = sorted(p.name for p in a.glob("*.parquet"))
+    assert names == sorted(p.name for p in b.glob("*.parquet")) and names
+    for name in names:
+        pd.testing.assert_frame_equal(pd.read_parquet(a / name), pd.read_parquet(b / name), obj=name)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_validation_in_parts_by_university_writes_what_one_process_writes(staged_demo, tmp_path, monkeypatch,
+                                                                          workers):
+    """transforms/ingest/validate.py: the staged files split by university, each part in its own process
+    (spawned, its own read-only connection), give the issues, results and verdicts of one process, in the
+    same order; over an empty warehouse and over one holding the first terms (the history of the rest)."""
+    from transforms.ingest import validate as parts
+
+    monkeypatch.setattr(ing, "VALIDATION_BATCH_ROWS", 700)  # several batches per term and part
+    terms = sorted({s.landed.term for s in staged_demo if s.landed.term})
+    first = [s for s in staged_demo if s.landed.term in terms[:2]]
+    base = tmp_path / "base.duckdb"
+    warehouse.connect(base).close()
+    parts.validate(first, tmp_path / "base", REF, base, workers=1)
+    con = warehouse.connect(base)
+    try:
+        ing.load_batch(con, first, tmp_path / "base", "r-base")
+    finally:
+        con.close()
+    later = [s for s in staged_demo if s.landed.term not in terms[:2]]
+    split = parts.split_by_university(later, workers)
+    assert len(split) == workers and not ({s.landed.university_code for s in split[0]}
+                                          & {s.landed.university_code for s in split[1]})
+    for name, subs, wh in (("empty", staged_demo, None), ("loaded", later, base)):
+        for n in (1, workers):
+            out, db = tmp_path / f"{name}-{n}", tmp_path / f"{name}-{n}.duckdb"
+            out.mkdir()
+            if wh is None:
+                warehouse.connect(db).close()
+            else:
+                db.write_bytes(wh.read_bytes())
+            counts = parts.validate(subs, out, REF, db, workers=n)
+            assert counts["enrollment"] == len(pd.read_parquet(out / "issues_enrollment.parquet"))
+            if n > 1:
+                assert not list(out.glob("validate-part-*"))           # the parts' folders are merged away
+                assert {p.name.split("-")[1] for p in (out / "gx_results").glob("enrollment-p*.json")} == {
+                    f"p{j}" for j in range(n)}
+        _assert_same_parquet(tmp_path / f"{name}-1", tmp_path / f"{name}-{workers}")
+        issues = pd.read_parquet(tmp_path / f"{name}-1" / "issues_enrollment.parquet")
+        assert issues["university_code"].nunique() > 1
+
+
+def test_validation_parts_pay_only_on_large_work(staged_demo):
+    from transforms.ingest import validate as parts
+
+    assert parts.part_count(staged_demo) == 1                       # a small collection: one process
+    big = [ing.Submission(s.landed, s.status, rows_read=parts.PARALLEL_MIN_ROWS) for s in staged_demo]
+    universities = len({s.landed.university_code for s in staged_demo if s.status == "staged"})
+    import os
+    assert parts.part_count(big) == max(1, min(os.cpu_count() or 1, parts.MAX_PARTS, universities))
+    assert parts.part_count(staged_demo, workers=99) == universities   # never more parts than universities
+
+
 # ------------------------------------------------------------------------------ GX frames
 
 def test_gx_is_handed_only_the_suite_columns_with_the_same_result():

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     model_threads: int = Field(0, ge=0, description=(
         "Threads of the model's cohort projection; 0 or unset: the number of cores, at most 4 (the result "
         "does not depend on it)."))
+    validate_workers: int = Field(0, ge=0, description=(
+        "Processes validating the staged submissions side by side, split by university; 0 or unset: the "
+        "number of cores (at most 4) once 250,000 rows are staged, else 1 (the results do not depend on it; "
+        "transforms/ingest/validate.py)."))
     task_runner: Literal[TASK_RUNNERS] = Field("auto", description=(
         "Task runner of the staging tasks: `auto` (a process pool when several periods and enough bytes "
         "are staged, else threads), `thread`, `process` or `dask` (flows/runners.py, docs/SCALING.md)."))

@@ -221,7 +221,8 @@ def _stage_one(f: LandedFile, seen_sha: dict, work_dir: Path, key: bytes, aliase
 # ---------------------------------------------------------------- validation
 
 def validate_staged(submissions: list[Submission], work_dir: Path, ref: "contract.ContractReference",
-                    con=None, *, ordered_history: bool = True) -> dict[str, int]:
+                    con=None, *, ordered_history: bool = True, part: str = "",
+                    gx_dir: Path | None = None) -> dict[str, int]:
     """Run the contract over every staged file, in batches; write issues, per-file results and verdicts.
 
     Per batch two GX calls: the row suite, then the submission suite over a one-row-per-file
@@ -229,7 +230,9 @@ def validate_staged(submissions: list[Submission], work_dir: Path, ref: "contrac
     temp tables only) enrollment rows get their student's previous row and each file its
     university's previous accepted term, so transition and cross-term rules are judged; without
     it they are skipped.  Writes issues_/results_/verdicts_<dataset>.parquet and the GX results
-    for Data Docs (gx_results/) into `work_dir`.
+    for Data Docs (`gx_dir`, default work_dir/gx_results; `part` names one part's batch pages) into
+    `work_dir`. Their rows are in `file_order`: the same whatever the batches, so a run validated in
+    parts (transforms/ingest/validate.py) writes what one validated whole writes.
 
     Memory is bounded by a batch and one term of history, not by the collection: the history keeps
     each student's latest earlier row (History ``ordered``); ``ordered_history`` False keeps every
@@ -264,22 +267,39 @@ def validate_staged(submissions: list[Submission], work_dir: Path, ref: "contrac
                 issues.append(_issues(outcome.frame, outcome.row_failures, dataset))
                 results.append(_file_results(outcome.frame, outcome, files))
                 verdicts.append(outcome.verdicts)
-                datadocs.save_results(outcome.gx_results, work_dir / "gx_results", f"{dataset}-{i:04d}")
+                datadocs.save_results(outcome.gx_results, gx_dir or work_dir / "gx_results", f"{dataset}{part}-{i:04d}")
                 del frame, outcome  # before the next batch is read: never two batches in memory at once
         finally:
             if history is not None:
                 history.close()
-        issue_frame = pd.concat(issues, ignore_index=True) if issues else _issues(pd.DataFrame(), None, dataset)
+        order = file_order(staged, by_term=history is not None)
+        issue_frame = in_file_order(pd.concat(issues, ignore_index=True) if issues
+                                    else _issues(pd.DataFrame(), None, dataset), order)
         issue_frame.to_parquet(work_dir / f"issues_{dataset}.parquet", index=False)
-        (pd.concat(results, ignore_index=True) if results else pd.DataFrame(
+        in_file_order(pd.concat(results, ignore_index=True) if results else pd.DataFrame(
             {c: pd.Series(dtype="bool" if c == "success" else "int64" if c.startswith("rows") else "string")
-             for c in checks.FILE_RESULT_COLUMNS})).to_parquet(work_dir / f"results_{dataset}.parquet", index=False)
-        (pd.concat(verdicts, ignore_index=True) if verdicts else pd.DataFrame(
-            {c: pd.Series(dtype="string") for c in checks.VERDICT_COLUMNS})).to_parquet(
+             for c in checks.FILE_RESULT_COLUMNS}), order).to_parquet(work_dir / f"results_{dataset}.parquet", index=False)
+        in_file_order(pd.concat(verdicts, ignore_index=True) if verdicts else pd.DataFrame(
+            {c: pd.Series(dtype="string") for c in checks.VERDICT_COLUMNS}), order).to_parquet(
             work_dir / f"verdicts_{dataset}.parquet", index=False)
         counts[dataset] = len(issue_frame)
     _release_heap()
     return counts
+
+
+def file_order(staged: list[Submission], *, by_term: bool) -> dict[str, int]:
+    """Each staged file's place in the outputs: terms in order (when validated with history), then as
+    submitted. A file's own rows keep the order its batch gave them, which does not depend on the other
+    files of the batch (tests/test_speed_paths.py)."""
+    keys = sorted(range(len(staged)), key=lambda i: ((staged[i].landed.term or "") if by_term else "", i))
+    return {staged[i].file_id: rank for rank, i in enumerate(keys)}
+
+
+def in_file_order(frame: pd.DataFrame, order: dict[str, int]) -> pd.DataFrame:
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    rank = frame["file_id"].map(order).fillna(len(order)).to_numpy()
+    return frame.iloc[rank.argsort(kind="stable")].reset_index(drop=True)   # stable: a file's rows keep their order
 
 
 def _release_heap() -> None:
@@ -310,8 +330,11 @@ def _batches(staged: list[Submission]):
 def _issues(frame: pd.DataFrame, failures: pd.DataFrame | None, dataset: str) -> pd.DataFrame:
     cols = ["file_id", "dataset", "university_code", "term", "line", "rule_id", "severity", "field",
             "observed", "message_en", "message_vi", "original_values"]
+    # One dtype per column whatever the batch held (an empty batch's frame concatenated with others
+    # must not change them): the outputs are the same however the files were batched or split.
+    types = {c: ("Int64" if c == "line" else "str") for c in cols}
     if failures is None or failures.empty:
-        return pd.DataFrame({c: pd.Series(dtype="string") for c in cols}).astype({"line": "Int64"})
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in types.items()})
     rows = frame.set_index("row_id").loc[failures["row_id"].to_numpy()]
     raw = rows[[f"raw_{c}" for c in RAW_COLUMNS[dataset]]]
     raw.columns = RAW_COLUMNS[dataset]
@@ -330,7 +353,7 @@ def _issues(frame: pd.DataFrame, failures: pd.DataFrame | None, dataset: str) ->
         "message_en": failures["message_en"].to_numpy(),
         "message_vi": failures["message_vi"].to_numpy(),
         "original_values": originals,
-    })
+    }).astype(types)
 
 
 def _file_results(frame: pd.DataFrame, outcome, files: pd.DataFrame) -> pd.DataFrame:
