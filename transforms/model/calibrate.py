@@ -21,6 +21,7 @@ warehouse, the scenario files and the seed.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -156,30 +157,76 @@ def _sql_list(values: list[str]) -> str:
     return "[" + ", ".join(f"'{v}'" for v in values) + "]"
 
 
-def load_panels(con, cutoffs: list[str | None]) -> list[Panel]:
+# A programme's counting share (docs/MODEL.md, "What is counted"): core programmes in full, related ones at their
+# documented share; NULL where programmes.csv is wrong (`persons.check_programmes` names the row and field).
+COUNTING_SHARE_SQL = """CASE WHEN p.scope = 'core' THEN 1.0
+                             WHEN p.scope = 'related' THEN TRY_CAST(p.counting_share AS DOUBLE) ELSE NULL END"""
+
+
+class EnrollmentRows:
+    """The rows of `staging.enrollment` the model reads (programmes of its tracks, its degree levels), in one
+    scan, as a temporary table until `close`: the panel (`load_panels`) and the persons
+    (`persons.PersonsWindows`) both read it, so a run reads and hashes the 64-character keys once.
+
+    Columns: ui (university code, see `universities`), k, l, st (indexes into TRACKS, LEVELS, STATUSES), ti,
+    y (study year 1..MAX_YEAR), intake_year, sid = hash(student_key), person = hash(person_key, or
+    's:' + student_key where the person is not known), no_person, core, share (`COUNTING_SHARE_SQL`).
+    With `window` (the panel needs it), each student's next row too: next_ti, next_st, next_y, is_first."""
+
+    _made = itertools.count()
+
+    def __init__(self, con, window: bool = True):
+        n = next(self._made)   # names of its own: a standalone load_panel or load_persons drops only its own
+        self.con, self.window = con, window
+        self.table, self.univ_table = f"model_rows_{n}", f"model_univ_{n}"
+        tracks = ", ".join(f"'{t}'" for t in TRACKS)
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE {self.univ_table} AS
+                        SELECT university_code AS u,
+                               CAST(row_number() OVER (ORDER BY university_code) - 1 AS INTEGER) AS ui
+                        FROM (SELECT DISTINCT university_code FROM staging.enrollment)""")
+        # Small integer codes keep the sort light. hash() gives 64-bit ids: two students sharing one would
+        # also need the same university and terms to mix (p ~ n^2 / 2^64); two persons sharing one,
+        # p ~ n^2 / 2^65, about 3e-8 at a million persons.
+        rows = f"""
+            SELECT mu.ui, CAST(list_position({_sql_list(TRACKS)}, p.track) - 1 AS TINYINT) AS k,
+                   CAST(list_position({_sql_list(LEVELS)}, e.degree_level) - 1 AS TINYINT) AS l,
+                   hash(e.student_key) AS sid, CAST({_ti_sql('e.term')} AS INTEGER) AS ti,
+                   CAST(least(greatest(e.study_year, 1), {MAX_YEAR}) AS TINYINT) AS y,
+                   CAST(list_position({_sql_list(STATUSES)}, e.status) - 1 AS TINYINT) AS st,
+                   CAST(e.intake_year AS INTEGER) AS intake_year,
+                   hash(coalesce(e.person_key, 's:' || e.student_key)) AS person, e.person_key IS NULL AS no_person,
+                   p.scope = 'core' AS core, {COUNTING_SHARE_SQL} AS share
+            FROM staging.enrollment e JOIN ref.programmes p USING (programme_code)
+            JOIN {self.univ_table} mu ON mu.u = e.university_code
+            WHERE p.track IN ({tracks}) AND e.degree_level IN {tuple(LEVELS)}"""
+        if window:
+            rows = f"""
+                SELECT *, lead(ti) OVER w AS next_ti, lead(st) OVER w AS next_st, lead(y) OVER w AS next_y,
+                       lag(ti) OVER w IS NULL AS is_first
+                FROM ({rows}) WINDOW w AS (PARTITION BY sid ORDER BY ti)"""
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {self.table} AS {rows}")
+
+    def universities(self) -> np.ndarray:
+        """university_code by ui."""
+        return self.con.execute(f"SELECT u FROM {self.univ_table} ORDER BY ui").df()["u"].to_numpy()
+
+    def close(self) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {self.table}")
+        self.con.execute(f"DROP TABLE IF EXISTS {self.univ_table}")
+
+
+def load_panels(con, cutoffs: list[str | None], rows: EnrollmentRows | None = None) -> list[Panel]:
     """One pass over `staging.enrollment` (each student's rows ordered by term), then the aggregates
-    for each cutoff term (None = all terms): the model and its backtest share the pass."""
+    for each cutoff term (None = all terms): the model and its backtest share the pass. `rows`: that pass
+    already made (with its window) and kept by the caller for the persons; else made here and dropped."""
+    own = rows is None
+    if own:
+        rows = EnrollmentRows(con)
+    elif not rows.window:
+        raise ValueError("load_panels needs EnrollmentRows with window=True (each student's next row)")
+    seq = rows.table
     tracks = ", ".join(f"'{t}'" for t in TRACKS)
-    # Small integer codes keep the sort light; hash(student_key) is a 64-bit id (a collision needs two
-    # students with the same hash in the same university and terms: p ~ n^2 / 2^64).
-    con.execute("""CREATE OR REPLACE TEMP TABLE model_univ AS
-                   SELECT university_code AS u, CAST(row_number() OVER (ORDER BY university_code) - 1 AS INTEGER) AS ui
-                   FROM (SELECT DISTINCT university_code FROM staging.enrollment)""")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE model_seq AS
-        SELECT *, lead(ti) OVER w AS next_ti, lead(st) OVER w AS next_st, lead(y) OVER w AS next_y,
-               lag(ti) OVER w IS NULL AS is_first
-        FROM (SELECT mu.ui, CAST(list_position({_sql_list(TRACKS)}, p.track) - 1 AS TINYINT) AS k,
-                     CAST(list_position({_sql_list(LEVELS)}, e.degree_level) - 1 AS TINYINT) AS l,
-                     hash(e.student_key) AS sid, CAST({_ti_sql('e.term')} AS INTEGER) AS ti,
-                     CAST(least(greatest(e.study_year, 1), {MAX_YEAR}) AS TINYINT) AS y,
-                     CAST(list_position({_sql_list(STATUSES)}, e.status) - 1 AS TINYINT) AS st,
-                     CAST(e.intake_year AS INTEGER) AS intake_year
-              FROM staging.enrollment e JOIN ref.programmes p USING (programme_code)
-              JOIN model_univ mu ON mu.u = e.university_code
-              WHERE p.track IN ({tracks}) AND e.degree_level IN {tuple(LEVELS)})
-        WINDOW w AS (PARTITION BY sid ORDER BY ti)""")
-    univ = con.execute("SELECT ui, u FROM model_univ ORDER BY ui").df()["u"].to_numpy()
+    univ = rows.universities()
 
     def q(sql, params=None):
         df = con.execute(sql, params or []).df()
@@ -196,7 +243,7 @@ def load_panels(con, cutoffs: list[str | None]) -> list[Panel]:
     stud, leave, grad = (STATUSES.index(x) for x in ("studying", "on_leave", "graduated"))
     active = f"st IN ({stud}, {leave})"
     try:
-        bounds = con.execute("SELECT max(ti), min(ti) FROM model_seq").fetchone()
+        bounds = con.execute(f"SELECT max(ti), min(ti) FROM {seq}").fetchone()
         if bounds[0] is None:
             raise ValueError("staging.enrollment has no students of the programme's tracks (programmes in "
                              "ref.programmes, degree levels " + "/".join(LEVELS) + "): the model has nothing to "
@@ -206,7 +253,7 @@ def load_panels(con, cutoffs: list[str | None]) -> list[Panel]:
                                      count(*) FILTER (WHERE {active}) AS students,
                                      count(*) FILTER (WHERE is_first AND y = 1 AND {active}
                                                       AND intake_year >= ti // 2) AS intake
-                              FROM model_seq GROUP BY ALL ORDER BY ALL""")
+                              FROM {seq} GROUP BY ALL ORDER BY ALL""")
         hosts = q("SELECT host_code, host_type, tracks FROM ref.hosts ORDER BY host_code")
         host_slots = q(f"SELECT round, host_code, track, CAST(slots AS DOUBLE) AS slots FROM ref.host_slots "
                        f"WHERE slots > 0 AND track IN ({tracks}) ORDER BY ALL")
@@ -217,9 +264,9 @@ def load_panels(con, cutoffs: list[str | None]) -> list[Panel]:
         # Kept only where the university submitted the next term (else the step says nothing).
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE model_steps AS
-            WITH sub AS (SELECT DISTINCT ui, ti FROM model_seq)
+            WITH sub AS (SELECT DISTINCT ui, ti FROM {seq})
             SELECT a.ui, a.k, a.l, a.ti, a.y, a.st, a.next_ti, a.next_st, a.next_y, count(*) AS n
-            FROM model_seq a JOIN sub ON sub.ui = a.ui AND sub.ti = a.ti + 1
+            FROM {seq} a JOIN sub ON sub.ui = a.ui AND sub.ti = a.ti + 1
             WHERE a.{active} GROUP BY ALL""")
         panels = []
         for cutoff in cutoffs:
@@ -239,18 +286,18 @@ def load_panels(con, cutoffs: list[str | None]) -> list[Panel]:
                 GROUP BY ALL ORDER BY ALL""", [last_ti])
             tr["from_status"] = np.array(STATUSES, dtype=object)[tr.pop("from_st").to_numpy(int)]
             # Each university's latest submission within the last year is its current stock.
-            latest = con.execute("SELECT ui, max(ti) AS ti FROM model_seq WHERE ti <= $1 GROUP BY 1 ORDER BY 1",
+            latest = con.execute(f"SELECT ui, max(ti) AS ti FROM {seq} WHERE ti <= $1 GROUP BY 1 ORDER BY 1",
                                   [last_ti]).df()
             fresh = latest[latest["ti"] >= last_ti - 2]
             con.register("model_latest", fresh)
             stock = q(f"""SELECT p.ui, p.k, p.l, p.y, p.st, f.ti AS from_ti, count(*) AS n
-                          FROM model_seq p JOIN model_latest f ON f.ui = p.ui AND f.ti = p.ti
+                          FROM {seq} p JOIN model_latest f ON f.ui = p.ui AND f.ti = p.ti
                           WHERE p.{active} GROUP BY ALL ORDER BY ALL""")
             con.unregister("model_latest")
-            intake = q(f"""SELECT ui, k, l, ti, count(*) AS n FROM model_seq
+            intake = q(f"""SELECT ui, k, l, ti, count(*) AS n FROM {seq}
                            WHERE ti <= $1 AND is_first AND y = 1 AND {active} AND intake_year >= ti // 2
                            GROUP BY ALL ORDER BY ALL""", [last_ti])
-            graduates = q(f"SELECT ui, k, l, ti, count(*) AS n FROM model_seq WHERE ti <= $1 AND st = {grad} "
+            graduates = q(f"SELECT ui, k, l, ti, count(*) AS n FROM {seq} WHERE ti <= $1 AND st = {grad} "
                           "GROUP BY ALL ORDER BY ALL", [last_ti])
             last_round = f"{(last_ti + 2) // 2}H{(last_ti + 2) % 2 + 1}"  # rounds over by the end of the last term
             placements = q(f"""
@@ -267,7 +314,7 @@ def load_panels(con, cutoffs: list[str | None]) -> list[Panel]:
                 FROM staging.placements WHERE round <= ? AND track IN ({tracks}) GROUP BY ALL ORDER BY ALL""",
                                 [last_round])
             lags = q(f"""
-                WITH g AS (SELECT sid, min(ti) AS ti FROM model_seq WHERE st = {grad} AND ti <= $1 GROUP BY 1)
+                WITH g AS (SELECT sid, min(ti) AS ti FROM {seq} WHERE st = {grad} AND ti <= $1 GROUP BY 1)
                 SELECT (CAST(left(p.round, 4) AS INTEGER) * 2 + CAST(right(p.round, 1) AS INTEGER) - 1) - (g.ti + 2)
                        AS lag, count(*) AS n
                 FROM staging.placements p JOIN g ON g.sid = hash(p.student_key) WHERE p.round <= $2
@@ -282,8 +329,8 @@ def load_panels(con, cutoffs: list[str | None]) -> list[Panel]:
         return panels
     finally:
         con.execute("DROP TABLE IF EXISTS model_steps")
-        con.execute("DROP TABLE IF EXISTS model_seq")
-        con.execute("DROP TABLE IF EXISTS model_univ")
+        if own:
+            rows.close()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from transforms.model.calibrate import LEVELS, TRACKS
+from transforms.model.calibrate import LEVELS, STATUSES, TRACKS, EnrollmentRows
 
 SCOPES = ("counted", "core", "all")
 # Ordering of levels for "highest level reached" (bachelor and engineer are the same target group;
@@ -45,11 +45,6 @@ class Persons:
     records: int          # graduation records in the window (observed), all scopes in full
     persons: int          # distinct persons among them
     without_person_key: int   # graduation records without a person_key (counted by student_key instead)
-
-
-def _scope_sql() -> str:
-    return """CASE WHEN p.scope = 'core' THEN 1.0 WHEN p.scope = 'related' THEN TRY_CAST(p.counting_share AS DOUBLE)
-                   ELSE NULL END"""
 
 
 def check_programmes(con) -> None:
@@ -85,57 +80,69 @@ def load_persons(con, ti_from: int, ti_to: int, last_ti: int) -> Persons:
 
 class PersonsWindows:
     """`load_persons` for several counting windows with the same last term (a run's scenarios and milestone
-    years): the person rows, the stock and the continuers are read once and kept in a temporary table
-    until `close`; each window then costs one query (the same queries, the same numbers)."""
+    years). The rows up to `last_ti` are read once, here: the stock and the continuers are kept, and the
+    graduation rows (a small share of the rows) in a temporary table until `close`; each window then costs
+    one query on it (the same queries, the same numbers).
+
+    rows: `calibrate.EnrollmentRows` the caller made for the panel too (a run reads staging.enrollment once);
+    read here only, so the caller may close them once this is made. Without: a scan of its own."""
 
     _made = itertools.count()
 
-    def __init__(self, con, last_ti: int):
-        self.con, self.last_ti, self._shared = con, int(last_ti), None
-        self.table = f"model_person_rows_{next(self._made)}"   # its own: a load_persons meanwhile drops only its own
+    def __init__(self, con, last_ti: int, rows: EnrollmentRows | None = None):
+        self.con, self.last_ti = con, int(last_ti)
+        self.table = f"model_person_grads_{next(self._made)}"   # its own: a load_persons meanwhile drops only its own
+        check_programmes(con)
+        own = rows is None
+        if own:
+            rows = EnrollmentRows(con, window=False)
+        try:
+            self._shared = self._read(rows.table)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            if own:
+                rows.close()
+
+    def _read(self, rows: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        con, last_ti = self.con, self.last_ti
+        stud, leave, grad = (STATUSES.index(x) for x in ("studying", "on_leave", "graduated"))
+        code = {v: i for i, v in enumerate(LEVELS)}
+        rank = "list_extract([" + ", ".join(str(RANK[v]) for v in LEVELS) + "], l + 1)"
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {self.table} AS
+            SELECT person, no_person, sid, l, k, {rank} AS rank, core, share, ti FROM {rows}
+            WHERE st = {grad} AND ti <= {last_ti}""")
+        stock = con.execute(f"""
+            SELECT k, l, core, share, count(*) AS n FROM {rows}
+            WHERE ti = {last_ti} AND st IN ({stud}, {leave}) GROUP BY ALL ORDER BY ALL""").df()
+        # Continuers: entrants of the last two academic years at master/doctor level whose person graduated
+        # at a lower level (any counting programme, any university) before entering.
+        entering = ", ".join(str(code[v]) for v in LOWER)
+        lower = " OR ".join(f"(f.l = {code[v]} AND q.l IN ({', '.join(str(code[x]) for x in held)}))"
+                            for v, held in LOWER.items())
+        cont = con.execute(f"""
+            WITH first AS (SELECT person, l, min(ti) AS ti FROM {rows}
+                           WHERE l IN ({entering}) AND st IN ({stud}, {leave}) AND NOT no_person
+                                 AND ti <= {last_ti} GROUP BY ALL)
+            SELECT f.l, count(*) AS entrants,
+                   count(*) FILTER (WHERE EXISTS (SELECT 1 FROM {self.table} q WHERE q.person = f.person
+                                                  AND q.ti < f.ti AND ({lower}))) AS continuers
+            FROM first f WHERE f.ti >= {last_ti} - 3 GROUP BY ALL""").df()
+        return stock, cont
 
     def get(self, ti_from: int, ti_to: int) -> Persons:
-        con, last_ti = self.con, self.last_ti
         if self._shared is None:
-            check_programmes(con)
-            tracks = ", ".join(f"'{t}'" for t in TRACKS)
-            levels = ", ".join(f"'{v}'" for v in LEVELS)
-            # 64-bit hashes of the 64-character keys keep the table and its GROUP BYs light (two persons
-            # sharing a hash: p ~ n^2 / 2^65, about 3e-8 at a million persons).
-            ti = "(CAST(left(e.term, 4) AS INTEGER) * 2 + CAST(right(e.term, 1) AS INTEGER) - 1)"
-            rank = "CASE e.degree_level " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in RANK.items()) + " END"
-            con.execute(f"""
-                CREATE OR REPLACE TEMP TABLE {self.table} AS
-                SELECT hash(coalesce(e.person_key, 's:' || e.student_key)) AS person, e.person_key IS NULL AS no_person,
-                       hash(e.student_key) AS student_key, CAST({ti} AS INTEGER) AS ti, e.degree_level AS level, p.track, {rank} AS rank, e.status,
-                       p.scope = 'core' AS core, {_scope_sql()} AS share
-                FROM staging.enrollment e JOIN ref.programmes p USING (programme_code)
-                WHERE p.track IN ({tracks}) AND e.degree_level IN ({levels}) AND {ti} <= {int(last_ti)}""")
-            stock = con.execute(f"""
-                SELECT track, level, core, share, count(*) AS n FROM {self.table}
-                WHERE ti = {int(last_ti)} AND status IN ('studying', 'on_leave') GROUP BY ALL ORDER BY ALL""").df()
-            # Continuers: entrants of the last two academic years at master/doctor level whose person graduated
-            # at a lower level (any counting programme, any university) before entering.
-            cont = con.execute(f"""
-                WITH first AS (SELECT person, level, min(ti) AS ti FROM {self.table}
-                               WHERE level IN ('master', 'doctor') AND status IN ('studying', 'on_leave')
-                                     AND NOT no_person GROUP BY ALL),
-                     prior AS (SELECT person, level, ti FROM {self.table} WHERE status = 'graduated')
-                SELECT f.level, count(*) AS entrants,
-                       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM prior q WHERE q.person = f.person AND q.ti < f.ti AND
-                            ((f.level = 'master' AND q.level IN ('bachelor', 'engineer')) OR
-                             (f.level = 'doctor' AND q.level = 'master')))) AS continuers
-                FROM first f WHERE f.ti >= {int(last_ti)} - 3 GROUP BY ALL""").df()
-            self._shared = (stock, cont)
-        stock, cont = self._shared
+            raise RuntimeError(f"PersonsWindows (last term {self.last_ti}) used after close")
+        con, (stock, cont) = self.con, self._shared
         grads = con.execute(f"""
-            WITH g AS (SELECT person, no_person, student_key, level, track, rank, core, share, min(ti) AS ti
-                       FROM {self.table} WHERE status = 'graduated' AND ti BETWEEN {int(ti_from)} AND {int(ti_to)}
-                       GROUP BY ALL),
+            WITH g AS (SELECT person, no_person, sid, l, k, rank, core, share, min(ti) AS ti
+                       FROM {self.table} WHERE ti BETWEEN {int(ti_from)} AND {int(ti_to)} GROUP BY ALL),
                  top AS (SELECT *, row_number() OVER (PARTITION BY person ORDER BY rank DESC, ti DESC) AS r FROM g)
             SELECT (SELECT count(*) FROM g) AS records, (SELECT count(DISTINCT person) FROM g) AS persons,
                    (SELECT count(*) FROM g WHERE no_person) AS without_key,
-                   track, level, core, share, count(*) AS n
+                   k, l, core, share, count(*) AS n
             FROM top WHERE r = 1 GROUP BY ALL ORDER BY ALL""").df()
         K, L = len(TRACKS), len(LEVELS)
 
@@ -144,7 +151,7 @@ class PersonsWindows:
         def by_scope(df: pd.DataFrame) -> dict:
             out = {sc: np.zeros((K, L)) for sc in SCOPES}
             for r in df.itertuples():
-                k, l = TRACKS.index(r.track), LEVELS.index(r.level)
+                k, l = int(r.k), int(r.l)
                 out["all"][k, l] += r.n
                 out["core"][k, l] += r.n * bool(r.core)
                 out["counted"][k, l] += r.n * float(r.share)
@@ -165,7 +172,7 @@ class PersonsWindows:
         continuation = np.zeros(L)
         for r in cont.itertuples():
             if r.entrants:
-                continuation[LEVELS.index(r.level)] = r.continuers / r.entrants
+                continuation[int(r.l)] = r.continuers / r.entrants
         head = grads.iloc[0] if len(grads) else None
         return Persons(observed=observed, weight=weight, continuation=continuation,
                        records=int(head.records) if head is not None else 0,

@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 
 from transforms.model.calibrate import (LEVEL_GROUP, LEVELS, TRACK_GROUP, TRACKS, Assumptions, Calibration, Draws,
-                                  calibrate, draw_parameters, load_panels)
+                                  EnrollmentRows, calibrate, draw_parameters, load_panels)
 from transforms.model.scenarios import Scenario, apply_changes, demo_scale, find_scenarios, scenario_dir  # noqa: F401
 from transforms.model import measures as ms
 from transforms.model.persons import PersonsWindows
 from transforms.model.simulate import (RoundsSetup, intake_projection, per_entrant, project_cohorts, rounds_prefix,
                                       simulate_rounds)
-from transforms.vocabulary import round_from_index, round_index, term_from_index
+from transforms.vocabulary import round_from_index, round_index, term_from_index, term_index
 from transforms.warehouse.db import latest_term
 
 DEFAULT_DRAWS = 1000
@@ -1275,8 +1275,17 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
         scs = find_scenarios(scenarios, folder)
     latest = latest_term(con)  # marts.current_term: terms after it (too few universities yet) are not data
     cutoff, holdout = backtest_cutoff(con, latest) if backtest_draws else (None, 0)
-    panels = load_panels(con, [latest] + list(cutoff or []))
-    panel = panels[0]
+    # One scan of staging.enrollment for the panels and the persons (read apart, each scan cost ~1 s at national
+    # size); dropped before the scenarios, which need only what is read from it here.
+    rows = EnrollmentRows(con)
+    try:
+        panels = load_panels(con, [latest] + list(cutoff or []), rows)
+        panel = panels[0]
+        # last term -> PersonsWindows: the person rows read once for every counting window (the scenarios'
+        # and milestone years'); every calibration of the run has the panel's last term.
+        windows = {term_index(panel.last_term): PersonsWindows(con, term_index(panel.last_term), rows)}
+    finally:
+        rows.close()
     timings["load"] = time.perf_counter() - t0
     per_a = {s.name: s.assumptions_over(base) for s in scs}
     # The backtest reads only its own panels: it runs in a thread of its own beside the scenarios, whose
@@ -1288,7 +1297,6 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
                                    holdout)
         pool.shutdown(wait=False)   # the thread ends with its one job, whatever happens here
     cals, preps, people, prep_frames = {}, {}, {}, {}
-    windows = {}  # last term -> PersonsWindows: the panel's person rows read once for every counting window
 
     def persons_of(key, last_ti):
         if key not in people:
