@@ -18,6 +18,9 @@ from __future__ import annotations
 import flows.prefect_defaults  # noqa: F401  (before Prefect is imported: telemetry off unless asked for)
 
 import logging
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -314,6 +317,17 @@ def publish_stage(ctx: RunContext) -> str:
     from transforms.publish import feedback
 
     paths, run_id = ctx.paths, ctx.run_id
+    site = paths.published_dir / "data_docs"
+    for stale in paths.published_dir.glob(".*data_docs.*"):   # half-built sites of a run that died here
+        shutil.rmtree(stale, ignore_errors=True)
+    results = ctx.work / "gx_results"
+    # Data Docs of this run's validations (a run with nothing new keeps the last site) render in a thread
+    # while DuckDB writes the snapshot, which leaves the GIL; the site is put in place after the snapshot.
+    docs, built = None, site.with_name(f".data_docs.{run_id}.next")
+    if results.is_dir():
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="data-docs")
+        docs = pool.submit(datadocs.build_data_docs, results, built, run_name=run_id)
+        pool.shutdown(wait=False)
     con = warehouse.connect(paths.warehouse)
     try:
         warehouse.build_marts(con, "views")
@@ -325,11 +339,16 @@ def publish_stage(ctx: RunContext) -> str:
         (paths.published_dir / "DATA_DICTIONARY.md").write_text(warehouse.dictionary_markdown(con), encoding="utf-8")
         # What each university office gets back: accepted / with warnings / rejected, and why.
         feedback_files = feedback.write_feedback(con, paths.published_dir / "feedback")
+    except BaseException:
+        if docs is not None:   # the stage failed: its half-built site goes, the last one stays
+            futures_wait([docs])
+            shutil.rmtree(built, ignore_errors=True)
+        raise
     finally:
         con.close()
-    results = ctx.work / "gx_results"
-    if results.is_dir():  # Data Docs of this run's validations (a run with nothing new keeps the last site)
-        datadocs.build_data_docs(results, paths.published_dir / "data_docs", run_name=run_id)
+    if docs is not None:
+        docs.result()   # the site's own error, if any, ends the stage here
+        datadocs.install_site(built, site)
     get_run_logger().info("published %s (%d columns documented), Parquet exports and %d feedback files",
                           snap, documented, feedback_files)
     return str(snap)

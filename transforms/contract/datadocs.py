@@ -151,11 +151,17 @@ def build_data_docs(results, out_dir: Path, *, run_name: str | None = None) -> P
     try:
         context.build_data_docs(site_names=[SITE])
         contract.quiet_gx_logging()  # renderers imported just now
-        old = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex[:8]}.old")
-        if out_dir.exists():
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        install_site(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir / "index.html"
+
+
+def install_site(built: Path, out_dir: Path) -> None:
+    """Put the finished site `built` at `out_dir` in place of the one there (a rename each: a reader
+    sees the old site or the new one)."""
+    old = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex[:8]}.old")
+    if out_dir.exists():
+        out_dir.rename(old)
+    built.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
