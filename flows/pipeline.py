@@ -321,19 +321,20 @@ def publish_stage(ctx: RunContext) -> str:
     for stale in paths.published_dir.glob(".*data_docs.*"):   # half-built sites of a run that died here
         shutil.rmtree(stale, ignore_errors=True)
     results = ctx.work / "gx_results"
-    # Data Docs of this run's validations (a run with nothing new keeps the last site) render in a thread
-    # while DuckDB writes the snapshot, which leaves the GIL; the site is put in place after the snapshot.
     docs, built = None, site.with_name(f".data_docs.{run_id}.next")
-    if results.is_dir():
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="data-docs")
-        docs = pool.submit(datadocs.build_data_docs, results, built, run_name=run_id)
-        pool.shutdown(wait=False)
     con = warehouse.connect(paths.warehouse)
     try:
         warehouse.build_marts(con, "views")
         documented = warehouse.apply_dictionary(con)
         # What each table holds, once: the snapshot and the Parquet exports rewrite only what changed.
         signature = warehouse.content_signature(con)
+        if results.is_dir():
+            # Data Docs of this run's validations (a run with nothing new keeps the last site) render in a
+            # thread while DuckDB writes the snapshot in one long call that leaves the GIL (started before the
+            # many short statements above, it slowed them more than it saved); the site goes in after the snapshot.
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="data-docs")
+            docs = pool.submit(datadocs.build_data_docs, results, built, run_name=run_id)
+            pool.shutdown(wait=False)
         snap = warehouse.publish(con, paths.snapshot, run_id, on_step=faults.checkpoint, signature=signature)
         warehouse.export_parquet(con, paths.published_dir, run_id, signature=signature)
         (paths.published_dir / "DATA_DICTIONARY.md").write_text(warehouse.dictionary_markdown(con), encoding="utf-8")
