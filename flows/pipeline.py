@@ -309,6 +309,11 @@ def model_stage(ctx: RunContext | str, scenarios: list[str] | None = None, draws
             "scenarios": sorted(outputs["model_headline"]["scenario"].unique().tolist())}
 
 
+# Warehouse rows from which the Data Docs render beside the snapshot copy (about 3 s of copy a million rows
+# here, enough to hide them); below, after it, as before.
+DOCS_BESIDE_SNAPSHOT_ROWS = 1_000_000
+
+
 @task(name="publish", cache_policy=NO_CACHE)
 def publish_stage(ctx: RunContext) -> str:
     """Curated views and their documentation, then a finished read-only snapshot swapped in
@@ -328,10 +333,10 @@ def publish_stage(ctx: RunContext) -> str:
         documented = warehouse.apply_dictionary(con)
         # What each table holds, once: the snapshot and the Parquet exports rewrite only what changed.
         signature = warehouse.content_signature(con)
-        if results.is_dir():
-            # Data Docs of this run's validations (a run with nothing new keeps the last site) render in a
-            # thread while DuckDB writes the snapshot in one long call that leaves the GIL (started before the
-            # many short statements above, it slowed them more than it saved); the site goes in after the snapshot.
+        if results.is_dir() and warehouse.signature_rows(signature) >= DOCS_BESIDE_SNAPSHOT_ROWS:
+            # Data Docs of this run's validations render in a thread while DuckDB writes a large snapshot in one
+            # long call that leaves the GIL; the site goes in after the snapshot. Not beside short statements
+            # (the dictionary's, the feedback's, a small copy): there the GIL convoy cost more than it saved.
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="data-docs")
             docs = pool.submit(datadocs.build_data_docs, results, built, run_name=run_id)
             pool.shutdown(wait=False)
@@ -350,6 +355,8 @@ def publish_stage(ctx: RunContext) -> str:
     if docs is not None:
         docs.result()   # the site's own error, if any, ends the stage here
         datadocs.install_site(built, site)
+    elif results.is_dir():  # a run with nothing new keeps the last site
+        datadocs.build_data_docs(results, site, run_name=run_id)
     get_run_logger().info("published %s (%d columns documented), Parquet exports and %d feedback files",
                           snap, documented, feedback_files)
     return str(snap)

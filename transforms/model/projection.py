@@ -36,6 +36,7 @@ from transforms.vocabulary import round_from_index, round_index, term_from_index
 from transforms.warehouse.db import latest_term
 
 DEFAULT_DRAWS = 1000
+BACKTEST_BESIDE_ROWS = 500_000   # enrollment rows the model reads from which the backtest runs in its own thread
 DEFAULT_SEED = 20300101
 PROBABILITIES = (0.5, 0.8)
 # Draws the marginal analysis runs on (the first ones; see marginal_engineers).
@@ -1279,6 +1280,7 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
     # size); dropped before the scenarios, which need only what is read from it here.
     rows = EnrollmentRows(con)
     try:
+        model_rows = con.execute(f"SELECT count(*) FROM {rows.table}").fetchone()[0]
         panels = load_panels(con, [latest] + list(cutoff or []), rows)
         panel = panels[0]
         # last term -> PersonsWindows: the person rows read once for every counting window (the scenarios'
@@ -1288,10 +1290,11 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
         rows.close()
     timings["load"] = time.perf_counter() - t0
     per_a = {s.name: s.assumptions_over(base) for s in scs}
-    # The backtest reads only its own panels: it runs in a thread of its own beside the scenarios, whose
-    # single-threaded stretches (frames, solvers) leave a core idle. Its draws are seeded: same result.
+    # The backtest reads only its own panels: on a large panel it runs in a thread of its own beside the
+    # scenarios, whose single-threaded stretches (frames, solvers) leave a core idle; on a small one the two
+    # threads' short numpy and pandas calls only queue for the GIL. Its draws are seeded: same result.
     backtest_run = None
-    if cutoff:
+    if cutoff and model_rows >= BACKTEST_BESIDE_ROWS:
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-backtest")
         backtest_run = pool.submit(_timed, backtest, panels[1:], per_a[scs[0].name], min(backtest_draws, draws), seed,
                                    holdout)
@@ -1396,6 +1399,10 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
         frame, timings["backtest"] = backtest_run.result()
         outs["model_backtest"].append(frame)
         timings["backtest_wait"] = time.perf_counter() - t1
+    elif cutoff:
+        t1 = time.perf_counter()
+        outs["model_backtest"].append(backtest(panels[1:], base_a, min(backtest_draws, draws), seed, holdout))
+        timings["backtest"] = time.perf_counter() - t1
     outs["model_scenarios"] = [_scenarios_frame(scs, per_a)]
     result = {}
     for name, frames in outs.items():

@@ -303,7 +303,8 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _rows(signature: dict) -> int:
+def signature_rows(signature: dict) -> int:
+    """Rows of every table a `content_signature` describes."""
     return sum(sum(n for n, _ in v.values()) if isinstance(v, dict) else v[0] for v in signature.values())
 
 
@@ -396,7 +397,7 @@ def publish(con, snapshot: Path, run_id: str, on_step: Callable[[str], None] | N
     rewritten = None
     recorded = snapshot_record(con, snapshot)
     if recorded is not None and set(recorded["tables"]) == set(signature) \
-            and 2 * _rows_to_rewrite(recorded["tables"], signature) <= _rows(signature):  # else a copy is cheaper
+            and 2 * _rows_to_rewrite(recorded["tables"], signature) <= signature_rows(signature):  # else a copy is cheaper
         try:
             rewritten = _from_last_snapshot(con, source, snapshot, tmp, recorded["tables"], signature)
         except duckdb.Error as e:  # in doubt: the full copy below
