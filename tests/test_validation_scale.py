@@ -172,11 +172,15 @@ def _gx_json(folder: Path) -> dict:
     return {p.name: norm(json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))}
 
 
-def _assert_same_outputs(a: Path, b: Path) -> None:
+def _assert_same_parquet(a: Path, b: Path) -> None:
     names = sorted(p.name for p in a.glob("*.parquet"))
     assert names == sorted(p.name for p in b.glob("*.parquet")) and names
     for name in names:
         pd.testing.assert_frame_equal(pd.read_parquet(a / name), pd.read_parquet(b / name), obj=name)
+
+
+def _assert_same_outputs(a: Path, b: Path) -> None:
+    _assert_same_parquet(a, b)
     ga, gb = _gx_json(a / "gx_results"), _gx_json(b / "gx_results")
     assert list(ga) == list(gb) and ga
     for name in ga:
@@ -215,9 +219,10 @@ def test_validate_staged_gives_the_full_history_results_into_an_empty_warehouse(
     assert len(issues) > 0
 
 
-def test_validate_staged_gives_the_full_history_results_over_a_loaded_warehouse(staged_demo, tmp_path):
-    terms = sorted({s.landed.term for s in staged_demo if s.landed.term})
-    first = [s for s in staged_demo if s.landed.term in terms[:2]]
+def _first_terms_loaded(subs, tmp_path: Path) -> tuple[Path, list]:
+    """A warehouse holding the first two terms of `subs` (validated and loaded), and the later terms' submissions."""
+    terms = sorted({s.landed.term for s in subs if s.landed.term})
+    first = [s for s in subs if s.landed.term in terms[:2]]
     base = tmp_path / "base.duckdb"
     _validate(first, tmp_path / "base", base, True)
     con = warehouse.connect(base)
@@ -225,7 +230,11 @@ def test_validate_staged_gives_the_full_history_results_over_a_loaded_warehouse(
         ing.load_batch(con, first, tmp_path / "base", "r-base")
     finally:
         con.close()
-    later = [s for s in staged_demo if s.landed.term not in terms[:2]]
+    return base, [s for s in subs if s.landed.term not in terms[:2]]
+
+
+def test_validate_staged_gives_the_full_history_results_over_a_loaded_warehouse(staged_demo, tmp_path):
+    base, later = _first_terms_loaded(staged_demo, tmp_path)
     # an incremental run (later terms), and a backfill taking every file again over the warehouse
     for name, subs in (("incremental", later), ("backfill", staged_demo)):
         for ordered in (False, True):
@@ -233,13 +242,6 @@ def test_validate_staged_gives_the_full_history_results_over_a_loaded_warehouse(
             wh.write_bytes(base.read_bytes())
             _validate(subs, tmp_path / f"{name}-{ordered}", wh, ordered)
         _assert_same_outputs(tmp_path / f"{name}-False", tmp_path / f"{name}-True")
-
-
-def _assert_same_parquet(a: Path, b: Path) -> None:
-    names = sorted(p.name for p in a.glob("*.parquet"))
-    assert names == sorted(p.name for p in b.glob("*.parquet")) and names
-    for name in names:
-        pd.testing.assert_frame_equal(pd.read_parquet(a / name), pd.read_parquet(b / name), obj=name)
 
 
 def test_validation_in_parts_by_university_writes_what_one_process_writes(staged_demo, tmp_path, monkeypatch):
@@ -253,20 +255,8 @@ def test_validation_in_parts_by_university_writes_what_one_process_writes(staged
     # Several batches a term in this process; the spawned part keeps the default (one a term): the
     # outputs must not depend on the batches either.
     monkeypatch.setattr(ing, "VALIDATION_BATCH_ROWS", 700)
-    terms = sorted({s.landed.term for s in staged_demo if s.landed.term})
-    first = [s for s in staged_demo if s.landed.term in terms[:2]]
-    base = tmp_path / "base.duckdb"
-    warehouse.connect(base).close()
-    parts.validate(first, tmp_path / "base", REF, base, workers=1)
-    con = warehouse.connect(base)
-    try:
-        ing.load_batch(con, first, tmp_path / "base", "r-base")
-    finally:
-        con.close()
-    later = [s for s in staged_demo if s.landed.term not in terms[:2]]
-    split = parts.split_by_university(later, workers)
-    assert len(split) == workers and not ({s.landed.university_code for s in split[0]}
-                                          & {s.landed.university_code for s in split[1]})
+    base, later = _first_terms_loaded(staged_demo, tmp_path)
+    assert len(parts.split_by_university(later, workers)) == workers
     for n in (1, workers):
         out, db = tmp_path / f"run-{n}", tmp_path / f"run-{n}.duckdb"
         out.mkdir()

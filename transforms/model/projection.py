@@ -1293,11 +1293,11 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
     # The backtest reads only its own panels: on a large panel it runs in a thread of its own beside the
     # scenarios, whose single-threaded stretches (frames, solvers) leave a core idle; on a small one the two
     # threads' short numpy and pandas calls only queue for the GIL. Its draws are seeded: same result.
+    backtest_job = (panels[1:], per_a[scs[0].name], min(backtest_draws, draws), seed, holdout) if cutoff else None
     backtest_run = None
-    if cutoff and model_rows >= BACKTEST_BESIDE_ROWS:
+    if backtest_job and model_rows >= BACKTEST_BESIDE_ROWS:
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-backtest")
-        backtest_run = pool.submit(_timed, backtest, panels[1:], per_a[scs[0].name], min(backtest_draws, draws), seed,
-                                   holdout)
+        backtest_run = pool.submit(_timed, backtest, *backtest_job)
         pool.shutdown(wait=False)   # the thread ends with its one job, whatever happens here
     cals, preps, people, prep_frames = {}, {}, {}, {}
 
@@ -1370,7 +1370,6 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
             timings["decisions"] = time.perf_counter() - t1
     for w in windows.values():
         w.close()
-    base_a = per_a[scs[0].name]
     base_cal = next(iter(cals.values()))
     params = pd.DataFrame(base_cal.summary, columns=["name", "value", "lower", "upper", "source"])
     params.insert(0, "scenario", scs[0].name)
@@ -1394,15 +1393,9 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
                                                  columns=params.columns)], ignore_index=True)
     outs["model_parameters"] = [params]
     _log_fallbacks(fallbacks)
-    if backtest_run is not None:
-        t1 = time.perf_counter()
-        frame, timings["backtest"] = backtest_run.result()
+    if backtest_job:
+        frame, timings["backtest"] = backtest_run.result() if backtest_run else _timed(backtest, *backtest_job)
         outs["model_backtest"].append(frame)
-        timings["backtest_wait"] = time.perf_counter() - t1
-    elif cutoff:
-        t1 = time.perf_counter()
-        outs["model_backtest"].append(backtest(panels[1:], base_a, min(backtest_draws, draws), seed, holdout))
-        timings["backtest"] = time.perf_counter() - t1
     outs["model_scenarios"] = [_scenarios_frame(scs, per_a)]
     result = {}
     for name, frames in outs.items():
