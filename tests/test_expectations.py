@@ -176,6 +176,20 @@ def test_observed_value_is_reported(enr_suite):
     assert observed["ENR.intake_year.not_future"] == "term_year=2024; intake_year=2026"
 
 
+def test_range_rules_judge_a_row_alike_whether_or_not_its_column_has_nulls(enr_suite):
+    # Range rules run on NumPy numbers when a column allows it (no nulls in an integer column):
+    # a null elsewhere in the column, which keeps pandas' nullable type, changes nothing for the other rows.
+    bad = {101: {"gpa": 4.5, "study_year": 9}, 102: {"intake_year": 1985}, 103: {"birth_year": 2015}}
+    with_nulls = {**bad, 104: dict.fromkeys(["gpa", "study_year", "intake_year", "birth_year"])}
+    plain, nullable = (validate(enrollment_frame(6, c), enr_suite).row_failures for c in (bad, with_nulls))
+    ranges = ["ENR.gpa.range", "ENR.study_year.range", "ENR.intake_year.range", "ENR.birth_year.plausible"]
+    plain, nullable = (f[f["rule_id"].isin(ranges)].reset_index(drop=True) for f in (plain, nullable))
+    assert list(zip(plain["row_id"], plain["rule_id"], plain["observed"])) == [
+        (101, "ENR.gpa.range", "4.5"), (101, "ENR.study_year.range", "9"),
+        (102, "ENR.intake_year.range", "1985"), (103, "ENR.birth_year.plausible", "age_at_term=9")]
+    pd.testing.assert_frame_equal(plain, nullable)
+
+
 def test_every_copy_of_a_duplicate_is_flagged(enr_suite, plc_suite):
     same = {"student_key": "ab" * 32}
     other_term = {**same, "term": "2023-2", "term_year": 2023, "intake_year": 2021, "study_year": 2}

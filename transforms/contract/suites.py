@@ -512,6 +512,27 @@ def suite_columns(suite: gx.ExpectationSuite, key_column: str) -> list[str]:
     return list(dict.fromkeys([key_column, *(suite.meta or {}).get("required_columns", []), *sorted(named)]))
 
 
+def _numpy_between_columns(frame: pd.DataFrame, suite: gx.ExpectationSuite) -> pd.DataFrame:
+    """The columns of range rules as NumPy numbers where that changes nothing but speed.
+
+    GX's pandas range check is vectorised only for NumPy int/float columns; on pandas' nullable
+    Int64/Float64 it calls Python once per value (about 1 s a national term). An Int64 column
+    without nulls is exactly an int64 one; a Float64 column's nulls become NaN, which GX skips as
+    it skips nulls. The failing values it reports are the same numbers (tests/test_expectations.py)."""
+    gx, _ = _gx()
+    cols = {e.column for e in suite.expectations if isinstance(e, gx.expectations.ExpectColumnValuesToBeBetween)}
+    cast = {}
+    for c in cols:
+        if c not in frame:
+            continue
+        t = frame[c].dtype
+        if isinstance(t, pd.Int64Dtype) and not frame[c].hasnans:
+            cast[c] = "int64"
+        elif isinstance(t, pd.Float64Dtype):
+            cast[c] = "float64"
+    return frame.astype(cast) if cast else frame
+
+
 FAILURE_COLUMNS = ("rule_id", "severity", "column", "message_en", "message_vi", "observed")
 
 
@@ -525,6 +546,7 @@ def validate(df: pd.DataFrame, suite: gx.ExpectationSuite, *, key_column: str = 
     df = _with_required_columns(df, suite, key_column)
     wanted = set(suite_columns(suite, key_column))
     gx_frame = df[[c for c in df.columns if c in wanted]] if not wanted.issuperset(df.columns) else df
+    gx_frame = _numpy_between_columns(gx_frame, suite)
     with _LOCK:
         batch = _batch_definition().get_batch(batch_parameters={"dataframe": gx_frame})
         with _validation_memos():
