@@ -5,9 +5,12 @@ Values that cannot be understood become null here and keep their original text i
 with a reason that names the field. Names, national ids and birth dates do not survive
 this step: only keyed hashes and the birth year do.
 
-Each distinct value of a column is interpreted once (files repeat the same few genders,
-statuses, programmes and years), in plain Python over the column's values: offices' files are
-small, and per-operation overhead, not per-value work, is what costs time here.
+A file's columns are held as Arrow text; a value is a cell's text stripped (str.strip()), or none
+when that is empty. Each distinct value of a column is interpreted once, in Python (files repeat the
+same few genders, statuses, programmes and years), and the results are spread back to the rows by
+Arrow and numpy, in C. Student numbers and national ids are all distinct: those already in canonical
+form are recognised for the whole column at once (transforms/ingest/pseudonym.py: canonical_ids),
+the rest go through the full rule; tests/test_normalise_fast.py checks both against the plain rules.
 
 Value rules (docs/DATA_CONTRACT.md):
 * gender, degree level, status, outcome: `data/reference/value_aliases.csv`, Vietnamese or
@@ -30,13 +33,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from transforms.contract.privacy import mask_values
-from transforms.ingest.pseudonym import canonical_national_id, canonical_student_number, pseudonymise_list
+from transforms.ingest.pseudonym import (WHITESPACE, canonical_ids, canonical_national_id, canonical_student_number,
+                                         pseudonymise_arrow)
 from transforms.ingest.readers import AliasLookup, header_key
 from transforms.vocabulary import NORMAL_YEARS, parse_term
 
@@ -48,8 +56,6 @@ PLACEMENT_REQUIRED = {"round", "university_code", "student_id", "host_code", "tr
 ENROLLMENT_RAW = ["gender", "programme_code", "degree_level", "intake_year", "study_year", "status", "gpa"]
 PLACEMENT_RAW = ["round", "university_code", "host_code", "track", "outcome", "semiconductor_job"]
 GPA_10_SHARE = 0.2  # a file with more than this share of GPAs above 4 is on the 10-point scale
-
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,7 @@ class ValueAliases:
         return self.by_field[field].lookup(value) if value else None
 
     def map(self, field: str, values: pd.Series) -> pd.Series:
-        lookup = self.by_field[field].lookup
-        return pd.Series(_per_value(_values(values), lookup), index=values.index, dtype="string")
+        return pd.Series(_Cells(_cells(values)).text(self.by_field[field].lookup), index=values.index)
 
 
 @dataclass(frozen=True)
@@ -152,12 +157,6 @@ def national_number(value: str) -> str | None:
     return canonical_national_id(value)[0]
 
 
-def _ids(values: list, canonical: Callable) -> tuple[list, list]:
-    """Canonical ids (None where missing or not hashable) and why one is not hashable (else None)."""
-    pairs = _per_value(values, canonical)
-    return [p[0] if p else None for p in pairs], [p[1] if p else None for p in pairs]
-
-
 def programme_code(value: str) -> str | None:
     s = "".join(value.split())
     m = _DOT_ZERO.fullmatch(s)
@@ -178,58 +177,104 @@ def gpa_on_4(values: pd.Series | list) -> pd.Series:
     differ slightly, which matters little for a completeness check. Values out of range stay
     out of range, so that the contract quarantines them (ENR.gpa.range).
     """
-    index = values.index if isinstance(values, pd.Series) else None
-    parsed = _per_value(_values(values), _gpa_value)
-    plain = [p[0] for p in parsed if p is not None and p[1] is None]
-    ten = bool(plain) and sum(g > 4 for g in plain) > GPA_10_SHARE * len(plain)
-    out = []
-    for p in parsed:
-        if p is None:
-            out.append(None)
-        else:
-            g, scale = p
-            out.append(round(g * 0.4, 2) if (scale == 10 or (scale is None and ten)) else g)
-    return pd.Series(pd.array(out, dtype="Float64"), index=index)
+    index = values.index if isinstance(values, pd.Series) else pd.RangeIndex(len(values))
+    return pd.Series(_gpa_on_4(_Cells(_cells(values))), index=index)
 
 
-# ---------------------------------------------------------------- helpers
-
-def _values(s) -> list:
-    """A column's cells as stripped text, or None when empty."""
-    out = []
-    for v in (s.tolist() if isinstance(s, pd.Series) else s):
-        if isinstance(v, str):
-            v = v.strip()
-            out.append(v or None)
-        else:
-            out.append(None)
-    return out
+def _gpa_on_4(gpa: "_Cells") -> pd.api.extensions.ExtensionArray:
+    parsed = gpa.each(_gpa_value)
+    rows = gpa.counts()  # the share above 4 counts rows, not distinct values
+    plain = [(p[0], n) for p, n in zip(parsed, rows) if p is not None and p[1] is None]
+    n_plain = sum(n for _, n in plain)
+    ten = n_plain > 0 and sum(n for g, n in plain if g > 4) > GPA_10_SHARE * n_plain
+    out = [None if p is None else round(p[0] * 0.4, 2) if (p[1] == 10 or (p[1] is None and ten)) else p[0]
+           for p in parsed]
+    return gpa.spread(out, "Float64")
 
 
-def _column(raw: pd.DataFrame, col: str) -> list:
-    return _values(raw[col]) if col in raw else [None] * len(raw)
+# ---------------------------------------------------------------- columns
+
+_TEXT = pa.large_string()  # what pandas' "string" dtype holds
 
 
-def _per_value(values: list, fn: Callable) -> list:
-    cache: dict = {}
-    out = []
-    for v in values:
-        if v is None:
-            out.append(None)
-            continue
-        r = cache.get(v, _MISSING)
-        if r is _MISSING:
-            r = cache[v] = fn(v)
-        out.append(r)
-    return out
+def _cells(values) -> pa.Array:
+    """A column's cells as Arrow text, as read (not stripped), null where a cell is not text."""
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.StringDtype):
+        cells = pa.array(values.array)  # the readers' columns: no copy
+    else:  # anything else: only text cells are values
+        cells = pa.array([v if isinstance(v, str) else None for v in
+                          (values.tolist() if isinstance(values, pd.Series) else values)], type=_TEXT)
+    if isinstance(cells, pa.ChunkedArray):
+        cells = cells.combine_chunks()
+    return cells if cells.type == _TEXT else cells.cast(_TEXT)
 
 
-def _text(values: list, index) -> pd.Series:
-    return pd.Series(values, index=index, dtype="string")
+def _column(raw: pd.DataFrame, col: str) -> "_Cells":
+    return _Cells(_cells(raw[col]) if col in raw else pa.nulls(len(raw), _TEXT))
 
 
-def _int(values: list, index) -> pd.Series:
-    return pd.Series(pd.array(values, dtype="Int64"), index=index)
+class _Cells:
+    """One column of a file. A value is a cell's text stripped (str.strip()), None when that is empty.
+
+    A rule runs once per distinct value (`each`), and its results are spread back to the rows
+    (`rows`, `spread`) by Arrow or numpy, not by a Python loop over the rows."""
+
+    def __init__(self, cells: pa.Array):
+        self.cells = cells
+
+    @cached_property
+    def stripped(self) -> pa.Array:
+        """Every cell stripped, in Arrow (for columns whose values are all distinct: the ids)."""
+        return pc.utf8_trim(self.cells, characters=WHITESPACE)
+
+    @cached_property
+    def _encoded(self) -> tuple[list, np.ndarray, pa.Array]:
+        enc = pc.dictionary_encode(self.cells)
+        # Stripped here, once per distinct cell: " Nam" and "Nam" are two entries with one value.
+        distinct = [v.strip() or None for v in enc.dictionary.to_pylist()]
+        # A cell that is not text points one past the distinct values, where each result list holds its value.
+        codes = enc.indices if not enc.indices.null_count else pc.fill_null(enc.indices, len(distinct))
+        return distinct, codes.to_numpy(zero_copy_only=False), codes
+
+    @property
+    def distinct(self) -> list:
+        """The distinct values (None for a cell that is empty once stripped)."""
+        return self._encoded[0]
+
+    def each(self, fn: Callable) -> list:
+        """fn of each distinct value (None, fn not called, for an empty one), in the order of `distinct`."""
+        return [None if v is None else fn(v) for v in self.distinct]
+
+    def counts(self) -> list:
+        """Rows holding each distinct value."""
+        return np.bincount(self._encoded[1], minlength=len(self.distinct) + 1)[:-1].tolist()
+
+    def rows(self, results: list, empty: str | None = None) -> pa.Array:
+        """A text per distinct value (or None) as the column's rows; a cell that is not text gets `empty`."""
+        return pa.array(results + [empty], type=_TEXT).take(self._encoded[2])
+
+    def spread(self, results: list, dtype: str) -> pd.api.extensions.ExtensionArray:
+        """A result per distinct value (None for none) as the column's rows: "string", "Int64" or "Float64"."""
+        if dtype == "string":
+            return _text(self.rows(results))
+        codes = self._encoded[1]
+        known = np.array([r is not None for r in results] + [False])
+        numbers = np.array([r if r is not None else 0 for r in results] + [0],
+                           dtype=np.int64 if dtype == "Int64" else np.float64)
+        array = pd.arrays.IntegerArray if dtype == "Int64" else pd.arrays.FloatingArray
+        return array(numbers[codes], ~known[codes])
+
+    def text(self, fn: Callable | None = None, *, masked: bool = False) -> pd.api.extensions.ExtensionArray:
+        """The values (screened for personal data when `masked`), through fn per value, as text."""
+        values = mask_values(self.distinct) if masked else self.distinct
+        return self.spread(values if fn is None else [None if v is None else fn(v) for v in values], "string")
+
+
+_STRING = pd.StringDtype("pyarrow", na_value=pd.NA)  # "string"
+
+
+def _text(cells: pa.Array) -> pd.api.extensions.ExtensionArray:
+    return pd.arrays.ArrowStringArray(cells, dtype=_STRING)  # over the Arrow array, no copy
 
 
 # ---------------------------------------------------------------- files
@@ -244,34 +289,35 @@ def normalise_enrollment(raw: pd.DataFrame, *, key: bytes, values: ValueAliases,
     term_year, _ = parse_term(term)
     idx = pd.RangeIndex(len(raw))
     col = {c: _column(raw, c) for c in ENROLLMENT_REQUIRED | {"gpa", "birth_date"}}
-    code = lambda field: _text(_per_value(col[field], lambda v: values.code(field, v)), idx)  # noqa: E731
-    intake = _per_value(col["intake_year"], lambda v: intake_year(v, university_code, conventions))
-    degree = code("degree_level")
-    degree_years = [DEGREE_YEARS.get(d) for d in _values(degree)]
-    student_ids, student_problems = _ids(col["student_id"], canonical_student_number)
-    national_ids, national_problems = _ids(col["national_id"], canonical_national_id)
+    code = lambda field: col[field].text(lambda v: values.code(field, v))  # noqa: E731
+    intake = col["intake_year"].each(lambda v: intake_year(v, university_code, conventions))
+    degrees = col["degree_level"].each(lambda v: values.code("degree_level", v))
+    degree_years = [DEGREE_YEARS.get((d.strip() or None) if isinstance(d, str) else None) for d in degrees]
+    student_ids, student_problems = canonical_ids(col["student_id"].stripped, canonical_student_number)
+    national_ids, national_problems = canonical_ids(col["national_id"].stripped, canonical_national_id)
     out = pd.DataFrame({
         "file_id": file_id,
         "university_code": university_code,
         "term": term,
         "line": pd.array(raw["line"].to_numpy(), dtype="Int64"),
-        "student_key": _text(pseudonymise_list(key, student_ids, university_code), idx),
-        "person_key": _text(pseudonymise_list(key, national_ids), idx),
+        "student_key": _text(pseudonymise_arrow(key, student_ids, university_code)),
+        "person_key": _text(pseudonymise_arrow(key, national_ids)),
         "gender": code("gender"),
-        "programme_code": _text(_per_value(mask_values(col["programme_code"]), programme_code), idx),
-        "degree_level": degree,
-        "intake_year": _int(intake, idx),
-        "study_year": _int(_per_value(col["study_year"], study_year), idx),
+        "programme_code": col["programme_code"].text(programme_code, masked=True),
+        "degree_level": col["degree_level"].spread(degrees, "string"),
+        "intake_year": col["intake_year"].spread(intake, "Int64"),
+        "study_year": col["study_year"].spread(col["study_year"].each(study_year), "Int64"),
         "status": code("status"),
-        "gpa": gpa_on_4(_text(col["gpa"], idx)),
-        "birth_year": _int(_per_value(col["birth_date"], birth_year), idx),
-        "term_year": _int([term_year] * len(raw), idx),
-        "degree_years": _int(degree_years, idx),
-        "years_since_intake": _int([None if y is None else term_year - y + 1 for y in intake], idx),
-        "student_id_problem": _text(student_problems, idx),
-        "national_id_problem": _text(national_problems, idx),
-        **{f"raw_{c}": _text(mask_values(col[c]), idx) for c in ENROLLMENT_RAW},
-    }, index=idx)
+        "gpa": _gpa_on_4(col["gpa"]),
+        "birth_year": col["birth_date"].spread(col["birth_date"].each(birth_year), "Int64"),
+        "term_year": pd.array([term_year] * len(raw), dtype="Int64"),
+        "degree_years": col["degree_level"].spread(degree_years, "Int64"),
+        "years_since_intake": col["intake_year"].spread([None if y is None else term_year - y + 1 for y in intake],
+                                                        "Int64"),
+        "student_id_problem": _text(student_problems),
+        "national_id_problem": _text(national_problems),
+        **{f"raw_{c}": col[c].text(masked=True) for c in ENROLLMENT_RAW},
+    }, index=idx, copy=False)  # fresh arrays: no copy needed
     return out
 
 
@@ -280,24 +326,24 @@ def normalise_placements(raw: pd.DataFrame, *, key: bytes, values: ValueAliases,
     idx = pd.RangeIndex(len(raw))
     col = {c: _column(raw, c) for c in PLACEMENT_REQUIRED | {"semiconductor_job"}}
     upper = lambda v: "".join(v.split()).upper()  # noqa: E731
-    # A row's student key is prefixed by its own university code. A row without one (None here)
+    # A row's student key is prefixed by its own university code. A row without one (null here)
     # gets no student key: its university_code stays null, and the contract quarantines that row
     # (PLC.university_code.present); the rest of the file is loaded.
-    university_codes = _per_value(col["university_code"], upper)
-    universities = _text(_per_value(mask_values(col["university_code"]), upper), idx)
-    student_ids, student_problems = _ids(col["student_id"], canonical_student_number)
+    universities = col["university_code"]
+    university_codes = universities.rows(universities.each(upper))
+    student_ids, student_problems = canonical_ids(col["student_id"].stripped, canonical_student_number)
     out = pd.DataFrame({
         "file_id": file_id,
         "line": pd.array(raw["line"].to_numpy(), dtype="Int64"),
-        "round": _text([v.upper() if v else round_ for v in mask_values(col["round"])], idx),
-        "university_code": universities,
-        "student_key": _text(pseudonymise_list(key, student_ids, university_codes), idx),
-        "host_code": _text(_per_value(mask_values(col["host_code"]), upper), idx),
-        "track": _text(_per_value(mask_values(col["track"]), lambda v: v.lower()), idx),
-        "outcome": _text(_per_value(col["outcome"], lambda v: values.code("outcome", v)), idx),
-        "semiconductor_job": _text(_per_value(col["semiconductor_job"], lambda v: values.code("semiconductor_job", v)),
-                                   idx),
-        "student_id_problem": _text(student_problems, idx),
-        **{f"raw_{c}": _text(mask_values(col[c]), idx) for c in PLACEMENT_RAW},
-    }, index=idx)
+        "round": _text(col["round"].rows([v.upper() if v else round_ for v in mask_values(col["round"].distinct)],
+                                         empty=round_)),
+        "university_code": universities.text(upper, masked=True),
+        "student_key": _text(pseudonymise_arrow(key, student_ids, university_codes)),
+        "host_code": col["host_code"].text(upper, masked=True),
+        "track": col["track"].text(lambda v: v.lower(), masked=True),
+        "outcome": col["outcome"].text(lambda v: values.code("outcome", v)),
+        "semiconductor_job": col["semiconductor_job"].text(lambda v: values.code("semiconductor_job", v)),
+        "student_id_problem": _text(student_problems),
+        **{f"raw_{c}": col[c].text(masked=True) for c in PLACEMENT_RAW},
+    }, index=idx, copy=False)  # fresh arrays: no copy needed
     return out

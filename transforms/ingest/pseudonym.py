@@ -15,7 +15,10 @@ import logging
 import secrets
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from transforms.config import settings
 
@@ -72,12 +75,8 @@ def pseudonymise_list(key: bytes, values: list, prefix: list | str | None = None
     value whose prefix (per value) is missing: e.g. a placement row's student number without its
     university code has no student key; the row is then quarantined (PLC.university_code.present),
     never the whole file refused.
-
-    Per value only the digest is computed: pandas string operations around HMAC cost more than
-    HMAC itself, and a keyed hmac object copied per value saves re-keying.
     """
-    fresh = hmac.new(key, digestmod=hashlib.sha256).copy
-    out: list = [None] * len(values)
+    messages: list = [None] * len(values)
     for i, v in enumerate(values):
         if not isinstance(v, str):  # None or pd.NA
             continue
@@ -89,9 +88,45 @@ def pseudonymise_list(key: bytes, values: list, prefix: list | str | None = None
             if not isinstance(p, str):  # None or pd.NA: no key without the prefix
                 continue
             v = p + ":" + v
-        h = fresh()
-        h.update(v.encode())
-        out[i] = h.hexdigest()
+        messages[i] = v.encode()
+    return keyed_digests(key, messages)
+
+
+def pseudonymise_arrow(key: bytes, values: pa.Array, prefix: pa.Array | str | None = None) -> pa.Array:
+    """`pseudonymise_list` over an Arrow text column (as normalise.py holds a file's columns): the same
+    digests, with the same rules for blank values and missing prefixes; the message is built in Arrow."""
+    text = pa.large_string()
+    values = values.cast(text)
+    trimmed = pc.utf8_trim(values, characters=WHITESPACE)
+    message = pc.if_else(pc.greater(pc.binary_length(trimmed), 0), trimmed, pa.scalar(None, text))
+    if prefix is not None:
+        prefix = pa.scalar(prefix, text) if isinstance(prefix, str) else prefix.cast(text)
+        message = pc.binary_join_element_wise(prefix, message, pa.scalar(":", text))  # null if either is null
+    return pa.array(keyed_digests(key, message.cast(pa.large_binary()).to_numpy(zero_copy_only=False)), type=text)
+
+
+def keyed_digests(key: bytes, messages) -> list:
+    """HMAC-SHA256 hex of each message (bytes), None for None; a third cheaper per value than `hmac`'s objects.
+
+    HMAC as RFC 2104 defines it, SHA-256(key ^ opad || SHA-256(key ^ ipad || message)), from two
+    SHA-256 states keyed once and copied per value: hmac.HMAC.copy() is Python code around the same
+    states, and `hmac.digest` re-keys on every call. tests/test_normalise_fast.py compares it with `hmac`.
+    """
+    block = hashlib.sha256().block_size
+    if len(key) > block:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(block, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key)).copy
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key)).copy
+    out: list = [None] * len(messages)
+    for i, m in enumerate(messages):
+        if m is None:
+            continue
+        h = inner()
+        h.update(m)
+        o = outer()
+        o.update(h.digest())
+        out[i] = o.hexdigest()
     return out
 
 
@@ -127,6 +162,10 @@ _SCIENTIFIC = re.compile(r"(\d)[.,](\d+)[eE]\+?(\d{1,2})")
 _DOT_ZERO = re.compile(r"(\d+)\.0+")
 _ID_LABEL = re.compile(r"^(?:(?:số\s+)?(?:cccd|cmnd|cmt)(?:\s*/\s*(?:cccd|cmnd|cmt))*|số)\s*[:#.]?\s*", re.I)
 _ID_BODY = re.compile(r"\d[\d .\-]*")  # digits with the separators offices type between groups
+# What str.strip() removes (the characters for which str.isspace() holds), for trimming a whole Arrow
+# column exactly as Python trims one value (tests/test_normalise_fast.py checks the list).
+WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007" \
+             "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
 def _to_ascii_digits(text: str) -> str:
@@ -193,3 +232,32 @@ def canonical_national_id(value: str) -> tuple[str | None, str | None]:
     if digits and len(digits) not in (9, 12):
         return None, f"a national id has 12 digits (CCCD) or 9 (CMND); this one has {len(digits)}"
     return digits or None, None
+
+
+# A whole column's values already in canonical form, recognised at once (RE2 in C; [0-9] and [A-Za-z] are
+# ASCII only): a student number of ASCII letters and digits with a digit is its own upper case, a national id
+# of exactly 12 or 9 ASCII digits is itself. Every other value goes through the rules above, once per distinct
+# value. tests/test_normalise_fast.py checks on hostile values that both ways agree.
+_CANONICAL_FORMS = {canonical_student_number: (r"^[A-Za-z0-9]*[0-9][A-Za-z0-9]*$", pc.ascii_upper),
+                    canonical_national_id: (r"^(?:[0-9]{9}|[0-9]{12})$", None)}
+
+
+def canonical_ids(values: pa.Array, canonical=canonical_student_number) -> tuple[pa.Array, pa.Array]:
+    """`canonical` (canonical_student_number or canonical_national_id) over an Arrow text column:
+    (canonical ids, null where missing or not hashable; why one is not hashable, else null)."""
+    text = pa.large_string()
+    values = values.cast(text)
+    pattern, form = _CANONICAL_FORMS[canonical]
+    fast = pc.fill_null(pc.match_substring_regex(values, pattern), False)
+    ids = pc.if_else(fast, form(values) if form else values, pa.scalar(None, text))
+    rest = ~fast.to_numpy(zero_copy_only=False) & values.is_valid().to_numpy(zero_copy_only=False)
+    rest = rest.nonzero()[0]
+    if not len(rest):
+        return ids, pa.nulls(len(values), text)
+    done: dict = {}
+    pairs = [done[v] if v in done else done.setdefault(v, canonical(v)) for v in values.take(rest).to_pylist()]
+    canon = ids.to_numpy(zero_copy_only=False)
+    canon[rest] = [p[0] for p in pairs]
+    problems = np.full(len(values), None, dtype=object)
+    problems[rest] = [p[1] for p in pairs]
+    return pa.array(canon, type=text), pa.array(problems, type=text)
