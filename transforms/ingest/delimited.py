@@ -188,14 +188,22 @@ _DELIMITERS = (",", ";", "\t", "|")
 _EXCEL_TEXT = re.compile(r'^="(.*)"$')  # ="00123": Excel's way of keeping leading zeros
 
 
-def _csv_cells(row: list[str]) -> list[str]:
-    cells = [c.strip() for c in row]
+def _csv_cells(row: list[str], excel_text: bool = True) -> list[str]:
+    """A record's cells, trimmed, trailing empty cells left out; `excel_text` False when the
+    file holds no '="' at all (then no cell can be an ="00123" cell). read_csv does the same inline."""
+    cells = list(map(str.strip, row))
+    if excel_text:
+        _excel_text(cells)
+    if cells and not cells[-1]:
+        while cells and not cells[-1]:
+            cells.pop()
+    return cells
+
+
+def _excel_text(cells: list[str]) -> None:
     for j, c in enumerate(cells):
         if c[:2] == '="' and c[-1:] == '"':
             cells[j] = _EXCEL_TEXT.sub(r"\1", c).strip()
-    while cells and not cells[-1]:
-        cells.pop()
-    return cells
 
 
 def choose_delimiter(text: str, aliases: AliasTable) -> str:
@@ -240,8 +248,12 @@ def count_records(text: str, delimiter: str, name: str = "file") -> tuple[int, l
     start of a cell (as Python's csv reads it: a quote inside a cell is a character); inside, a
     doubled quote is a quote. Raises SubmissionRejected for a quote never closed, naming its line.
     """
+    if '"' not in text:  # no quoted cell: a record per line
+        return _line_breaks(text) + (1 if text and text[-1] not in "\r\n" else 0), []
     d = re.escape(delimiter)
-    quoted = re.compile(rf'(?<![^{d}\r\n])"[^"]*(?:""[^"]*)*(")?')
+    # A quote at the start of a cell (first in the text, or after a delimiter or a line break); the
+    # pattern starts with the quote itself so that the search jumps from quote to quote.
+    quoted = re.compile(rf'"(?<![^{d}\r\n]")[^"]*(?:""[^"]*)*(")?')
     breaks_inside = 0
     spans: list[tuple[int, int]] = []
     pos_line = (0, 1)  # a position and its line, so lines are counted once, front to back
@@ -278,34 +290,42 @@ def read_csv(text: str, name: str, aliases: AliasTable, required: set[str], enco
                 f"line {last}, so {last - first + 1} lines would be read as one cell. Remove that quote (or close it on "
                 f"line {first}) and send the file again.", rule="ING.file.records", format="csv", encoding=encoding)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    seen = [0]
+    seen = 0
     multi_line: list[tuple[int, int]] = []  # (line, fields) of records that span lines
     widths: dict[int, int] = {}  # fields of the first records, for the header's width
+    excel_text = '="' in text
 
     def rows():
+        nonlocal seen
         end = 0
+        strip = str.strip
         try:
             for row in reader:
                 start, end = end + 1, reader.line_num
-                seen[0] += 1
-                if deadline is not None and not seen[0] & 511:
+                seen += 1
+                if deadline is not None and not seen & 511:
                     deadline.check()
                 if end > start:
                     multi_line.append((start, len(row)))
-                if len(widths) < 64:
+                if seen <= 64:
                     widths[start] = len(row)
-                cells = _csv_cells(row)
+                cells = list(map(strip, row))  # _csv_cells, inline: this runs once a record
+                if excel_text:
+                    _excel_text(cells)
+                if cells and not cells[-1]:
+                    while cells and not cells[-1]:
+                        cells.pop()
                 if cells:
-                    yield start, cells[:max_columns]
+                    yield start, cells if len(cells) <= max_columns else cells[:max_columns]
         except csv.Error as e:
             raise SubmissionRejected(f"{name}: not a readable CSV file near line {reader.line_num}: {e}. {EXPORT_HINT}",
                                      rule="ING.file.damaged", format="csv", encoding=encoding) from None
 
     raw = build_table(rows(), [], aliases, required, name, "csv", encoding, max_rows=max_rows)
-    if seen[0] != records:
+    if seen != records:
         raise SubmissionRejected(
             f"{name}: not a readable CSV file: its line breaks and quotes make {records} records but the CSV reader "
-            f"found {seen[0]}. {EXPORT_HINT}", rule="ING.file.records", format="csv", encoding=encoding)
+            f"found {seen}. {EXPORT_HINT}", rule="ING.file.records", format="csv", encoding=encoding)
     width = widths.get(raw.header_line)
     for line, fields in multi_line:
         if line > raw.header_line and fields != width:

@@ -12,9 +12,13 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Iterable, Iterator
+from itertools import chain, islice
+from operator import itemgetter
+from typing import Iterable, Iterator, Sequence
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from transforms.contract.rules import check_rule
 
@@ -176,6 +180,13 @@ def is_error_value(text: str) -> bool:
 
 def cell_text(value: object) -> str:
     """One spreadsheet or CSV cell as trimmed NFC text ('' when empty)."""
+    kind = type(value)  # the common types first, by exact type (bool is an int, datetime a date)
+    if kind is str:
+        return unicodedata.normalize("NFC", value).strip()
+    if kind is float:
+        if value != value or value in (_INF, _MINUS_INF):
+            return ""
+        return str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
     if value is None:
         return ""
     if isinstance(value, str):
@@ -187,10 +198,13 @@ def cell_text(value: object) -> str:
     if isinstance(value, (date, time)):
         return value.isoformat()
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if value != value or value in (_INF, _MINUS_INF):
             return ""
         return str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
     return unicodedata.normalize("NFC", str(value)).strip()
+
+
+_INF, _MINUS_INF = float("inf"), float("-inf")
 
 
 # ---------------------------------------------------------------- what a header is not
@@ -308,6 +322,7 @@ class MergeFill:
         if not self.active:
             return cells
         keep = []
+        copied = False
         for m, value in self.active:
             c0, r0, c1, r1 = m
             if r1 < line:
@@ -317,8 +332,10 @@ class MergeFill:
             if self.budget < 0:
                 raise SubmissionRejected(f"{self.name}: has more than {self.limit} merged cells; it was not read. "
                                          "Unmerge the cells and save it again.", rule="ING.file.size", format=self.fmt)
+            if not copied:  # filled in a copy, never in the reader's row (it may be a tuple)
+                cells, copied = list(cells), True
             if len(cells) < c1:
-                cells = cells + [""] * (c1 - len(cells))
+                cells.extend([""] * (c1 - len(cells)))
             for col in range(c0 - 1, c1):
                 if not cells[col]:
                     cells[col] = value
@@ -326,14 +343,21 @@ class MergeFill:
         return cells
 
 
-def build_table(rows: Iterable[tuple[int, list[str]]], merges: list[Merge], aliases: AliasTable, required: set[str],
-                name: str, fmt: str, encoding: str | None, sheet: str | None = None, *, max_rows: int,
-                merged_cell_budget: int = 5_000_000, on_row=None) -> RawTable:
+# Data rows are taken a batch at a time and their canonical columns picked whole: at most BATCH_ROWS rows
+# (small enough to stay in the CPU cache) and about BATCH_CELLS cells (a wide file's rows come fewer at a time).
+BATCH_ROWS = 512
+BATCH_CELLS = 16_384
+
+
+def build_table(rows: Iterable[tuple[int, Sequence[str]]], merges: list[Merge], aliases: AliasTable,
+                required: set[str], name: str, fmt: str, encoding: str | None, sheet: str | None = None, *,
+                max_rows: int, merged_cell_budget: int = 5_000_000, on_row=None) -> RawTable:
     """The table of a file's non-blank rows (line, cells), merged ranges filled.
 
     Only the first rows are kept whole (to find the header); below it only the canonical
-    columns are kept. `on_row(line, cells)` sees every non-blank row (the readers check their
-    own accounting and the time limit there).
+    columns are kept, picked a batch of rows at a time (so a wide row costs no more than a
+    narrow one, and no Python code runs per cell). `on_row(line, cells)` sees every non-blank
+    row (the readers check their own accounting and the time limit there).
     """
     fill = MergeFill(merges, merged_cell_budget, name, fmt) if merges else None
     it: Iterator = iter(rows)
@@ -366,42 +390,92 @@ def build_table(rows: Iterable[tuple[int, list[str]]], merges: list[Merge], alia
             format=fmt, encoding=encoding)
     picks = list(columns.values())
     names = list(columns)
-    data_rows: list[list[str]] = []
+    rest: Iterator = it
+    if on_row or fill:
+        rest = _seen_and_filled(it, on_row, fill)
+    data = chain([(ln, cells) for ln, cells in head if ln > last_header], rest)
     lines: list[int] = []
-    errors: list[str | None] = []
-
-    over = [0]  # data rows past max_rows: counted, not kept, so the reason can say how many
-
-    def take(ln: int, cells: list[str]) -> None:
-        if len(data_rows) >= max_rows:
-            over[0] += 1
-            if over[0] > HEADER_SEARCH_ROWS:  # stop reading: the rest cannot be loaded anyway
-                raise SubmissionRejected(f"{name}: more than {max_rows} rows; split the file (e.g. by programme).",
-                                         rule="ING.file.size", format=fmt, encoding=encoding)
-            return
-        n = len(cells)
-        row = [cells[j] if j < n else "" for j in picks]
-        bad = None
-        joined = "\x00".join(row)
-        if "#" in joined or "Err:" in joined:  # rarely: only then look for error codes cell by cell
-            for k, v in enumerate(row):
-                if v and is_error_value(v):
-                    bad = f"{bad}|{names[k]}={v}" if bad else f"{names[k]}={v}"
-        data_rows.append(row)
-        lines.append(ln)
-        errors.append(bad)
-
-    for ln, cells in head:
-        if ln > last_header:
-            take(ln, cells)
-    for ln, cells in it:
-        if on_row:
-            on_row(ln, cells)
-        take(ln, fill(ln, cells) if fill else cells)
-    if over[0]:
-        raise SubmissionRejected(f"{name}: {len(data_rows) + over[0]} data rows exceed the limit of {max_rows}; split "
+    picked: list[list[str]] = [[] for _ in picks]
+    width = max(picks, default=-1) + 1
+    getters = [itemgetter(j) for j in picks]
+    pad = [""] * width
+    size = min(16, BATCH_ROWS)  # the first batch, before the rows' width is known
+    while len(lines) < max_rows:
+        batch = list(islice(data, min(size, max_rows - len(lines))))
+        if not batch:
+            break
+        batch_lines, batch_cells = zip(*batch)
+        lines += batch_lines
+        size = max(1, min(BATCH_ROWS, BATCH_CELLS * len(batch) // max(1, sum(map(len, batch_cells)))))
+        if min(map(len, batch_cells)) < width:  # rows cut short (trailing empty cells): padded, only those
+            batch_cells = [c if len(c) >= width else [*c, *pad[len(c):]] for c in batch_cells]
+        for column, get in zip(picked, getters):
+            column += map(get, batch_cells)
+    over = 0  # data rows past max_rows: counted, not kept, so the reason can say how many
+    for _ in data:
+        over += 1
+        if over > HEADER_SEARCH_ROWS:  # stop reading: the rest cannot be loaded anyway
+            raise SubmissionRejected(f"{name}: more than {max_rows} rows; split the file (e.g. by programme).",
+                                     rule="ING.file.size", format=fmt, encoding=encoding)
+    if over:
+        raise SubmissionRejected(f"{name}: {len(lines) + over} data rows exceed the limit of {max_rows}; split "
                                  "the file (e.g. by programme).", rule="ING.file.size", format=fmt, encoding=encoding)
-    frame = pd.DataFrame(data_rows, columns=names, dtype="string") if data_rows else \
-        pd.DataFrame({c: pd.Series(dtype="string") for c in names})
+    arrays = [_text_array(column) for column in picked]
+    errors = _error_cells(picked, arrays, names, len(lines))
+    if lines and names:
+        frame = pd.DataFrame({c: array for c, (array, _) in zip(names, arrays)})
+    elif lines:
+        frame = pd.DataFrame([[] for _ in lines], columns=names, dtype="string")
+    else:
+        frame = pd.DataFrame({c: pd.Series(dtype="string") for c in names})
     frame.insert(0, "line", pd.array(lines, dtype="Int64"))
-    return RawTable(frame, fmt, encoding, line, names, extra, sheet, len(data_rows), errors)
+    return RawTable(frame, fmt, encoding, line, names, extra, sheet, len(lines), errors)
+
+
+def _seen_and_filled(rows: Iterator, on_row, fill: MergeFill | None) -> Iterator:
+    for line, cells in rows:
+        if on_row:
+            on_row(line, cells)
+        yield line, (fill(line, cells) if fill else cells)
+
+
+def _text_array(column: list[str]) -> tuple[pd.api.extensions.ExtensionArray, pa.Array | None]:
+    """A column as pandas' "string" array, and the pyarrow array holding it (None if it is not one).
+
+    What pd.array(column, dtype="string") gives, built by pyarrow directly (one pass over the cells)."""
+    if _ARROW_STRINGS:
+        try:
+            arrow = pa.array(column, type=pa.large_string())
+        except (pa.ArrowTypeError, pa.ArrowInvalid):  # a cell that is not text: pandas converts it
+            pass
+        else:
+            return pd.arrays.ArrowStringArray(arrow), arrow
+    return pd.array(column, dtype="string"), None
+
+
+_ARROW_STRINGS = pd.api.types.pandas_dtype("string") == pd.StringDtype("pyarrow", na_value=pd.NA)
+
+
+def _error_cells(picked: list[list[str]], arrays: list, names: list[str], n: int) -> list[str | None]:
+    """Per row, "column=code|..." of its cells that hold a spreadsheet error code, or None.
+
+    Only cells with '#' or 'Err:' in them are looked at one by one (rarely any), found a column at a time."""
+    errors: list[str | None] = [None] * n
+    for column_name, column, (_, arrow) in zip(names, picked, arrays):
+        if arrow is not None:  # its text is in one buffer: searched whole, then cell by cell where it has a hit
+            text = arrow.buffers()[2]
+            text = text.to_pybytes() if text is not None else b""
+            if b"#" not in text and b"Err:" not in text:
+                continue
+            maybe = pc.or_(pc.match_substring(arrow, "#"), pc.match_substring(arrow, "Err:"))
+            rows = pc.indices_nonzero(maybe).to_pylist()
+        else:
+            joined = "\x00".join(column)
+            if "#" not in joined and "Err:" not in joined:
+                continue
+            rows = range(n)
+        for i in rows:
+            v = column[i]
+            if v and is_error_value(v):
+                errors[i] = f"{errors[i]}|{column_name}={v}" if errors[i] else f"{column_name}={v}"
+    return errors

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import io
 import logging
+import unicodedata
+from datetime import date
+from functools import partial
+from itertools import islice
 
 from transforms.ingest import limits as L
 from transforms.ingest.headers import AliasTable, RawTable, SubmissionRejected, build_table, cell_text, header_key
@@ -51,6 +55,47 @@ def scan(data: bytes, fmt: str, name: str, limits: L.Limits, deadline: L.Deadlin
     return found
 
 
+# Sheet rows are turned into text together, column by column, and the time limit is checked between:
+# at most ROWS_AT_A_TIME rows and about CELLS_AT_A_TIME cells (a wide sheet's rows come fewer at a time).
+ROWS_AT_A_TIME = 1024
+CELLS_AT_A_TIME = 65_536
+
+
+class _CellTexts(dict):
+    """Cell value -> text, remembered: a column's years, codes and grades repeat. Keys are only str,
+    float and date values, which never compare equal across types (True == 1 == 1.0 would)."""
+
+    LIMIT = 200_000
+
+    def __missing__(self, value):
+        text = _value_text(value)
+        if len(self) < self.LIMIT:
+            self[value] = text
+        return text
+
+
+_MEMO_TYPES = frozenset({str, float, date})
+
+
+def _value_text(value) -> str:
+    """One calamine value as the table's text: trimmed, NFC (what `cell_text` gives)."""
+    text = value.strip() if type(value) is str else cell_text(value)
+    return cell_text(text) if text and not text.isascii() else text
+
+
+def _column_texts(column: tuple, texts: _CellTexts) -> list[str]:
+    """`_value_text` of each value of a column, without a Python call per cell for the usual types."""
+    kinds = set(map(type, column))
+    if kinds == {str}:  # trim, NFC, trim: what _value_text does to a str (NFC leaves ASCII as it is)
+        return list(map(str.strip, map(_nfc, map(str.strip, column))))
+    if kinds <= _MEMO_TYPES:
+        return list(map(texts.__getitem__, column))
+    return list(map(_value_text, column))
+
+
+_nfc = partial(unicodedata.normalize, "NFC")
+
+
 def _rows(sheet, found: L.SheetScan | None, max_columns: int, deadline: L.Deadline):
     """(line, cell texts) of the sheet's non-blank rows; error cells as their error code."""
     if sheet.start is None:  # an empty sheet
@@ -59,21 +104,39 @@ def _rows(sheet, found: L.SheetScan | None, max_columns: int, deadline: L.Deadli
     errors: dict[int, list[tuple[int, str]]] = {}
     for (row, col), code in (found.errors.items() if found is not None else ()):
         errors.setdefault(row, []).append((col, code))
-    for i, values in enumerate(sheet.iter_rows()):
-        line = i + 1
-        if not i % 1024:
-            deadline.check()
-        cells = [v.strip() if type(v) is str else cell_text(v) for v in values[:max_columns]]
-        if line in errors:
-            for col, code in errors.pop(line):
-                if col <= max_columns:
-                    if len(cells) < col:
-                        cells.extend([""] * (col - len(cells)))
-                    cells[col - 1] = code
-        while cells and not cells[-1]:
-            cells.pop()
-        if cells:
-            yield line, [cell_text(c) if c and not c.isascii() else c for c in cells]
+    texts = _CellTexts()
+    values = sheet.iter_rows()
+    line = 0
+    size = min(16, ROWS_AT_A_TIME)  # the first rows, before the sheet's width is known
+    while True:
+        deadline.check()
+        batch = list(islice(values, size))
+        if not batch:
+            return
+        widths = set(map(len, batch))
+        size = max(1, min(ROWS_AT_A_TIME, CELLS_AT_A_TIME // max(1, max(widths))))
+        if widths == {0}:
+            rows = [()] * len(batch)
+        elif len(widths) == 1:  # calamine's grid: every row as wide
+            rows = zip(*[_column_texts(c, texts) for c in islice(zip(*batch), max_columns)])
+        else:
+            rows = [list(map(_value_text, v[:max_columns])) for v in batch]
+        for cells in rows:
+            line += 1
+            if line in errors:
+                cells = list(cells)
+                for col, code in errors.pop(line):
+                    if col <= max_columns:
+                        if len(cells) < col:
+                            cells.extend([""] * (col - len(cells)))
+                        cells[col - 1] = cell_text(code) if code and not code.isascii() else code
+            if not any(cells):
+                continue
+            if not cells[-1]:
+                cells = list(cells)
+                while not cells[-1]:
+                    cells.pop()
+            yield line, cells
 
 
 def read_workbook(data: bytes, fmt: str, name: str, aliases: AliasTable, required: set[str], sheet: str | None,
