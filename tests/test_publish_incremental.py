@@ -1,9 +1,12 @@
-"""The snapshot written from the previous one (issue 17): real DuckDB files, no pipeline run.
+"""How the snapshot is written (issue 17): real DuckDB files, no pipeline run.
 
-A publish starts from a copy of the last snapshot when the record beside the warehouse describes
-that very file, and rewrites only the tables (or files' rows) whose content changed; the result
-holds what a full copy holds, table by table, with the same views and comments. Anything in doubt
-(another file at the snapshot's path, a changed catalog) and it is a full copy again."""
+A warehouse this code creates is written in the snapshot's storage version, and its checkpointed file
+is copied as the snapshot. A warehouse in DuckDB's newer default storage (made before, which the
+duckdb-cli shell cannot read) is published from the previous snapshot: a publish starts from a copy of
+the last snapshot when the record beside the warehouse describes that very file, and rewrites only the
+tables (or files' rows) whose content changed; the result holds what a full copy holds, table by table,
+with the same views and comments. Anything in doubt (another file at the snapshot's path, a changed
+catalog) and it is a full copy again."""
 from __future__ import annotations
 
 import hashlib
@@ -12,9 +15,10 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
-from tables import assert_same, contents
+from tables import RUN_LOG_STATE, assert_same, contents
 from transforms.warehouse import db as warehouse
 
 
@@ -22,10 +26,7 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def wh(tmp_path):
-    """A warehouse with the real schema, a table kept by file, a whole table, a view and comments."""
-    con = warehouse.connect(tmp_path / "warehouse" / "lab2fab.duckdb")
+def _fill(con) -> None:
     con.execute("CREATE TABLE staging.rows_by_file (file_id VARCHAR, line INTEGER, value DOUBLE, "
                 "UNIQUE (file_id, line))")
     con.execute("INSERT INTO staging.rows_by_file SELECT 'f' || (i % 5), i, i / 3 FROM range(1000) t(i)")
@@ -36,8 +37,55 @@ def wh(tmp_path):
     con.execute("COMMENT ON TABLE marts.totals IS 'Students by term.'")
     con.execute("COMMENT ON COLUMN marts.totals.students IS 'Students enrolled.'")
     con.execute("COMMENT ON COLUMN analytics.big_terms.term IS 'The term.'")
+
+
+def _storage_version(con, database: str | None = None) -> str:
+    return con.execute("SELECT tags['storage_version'] FROM duckdb_databases() WHERE database_name = "
+                       + ("?" if database else "current_database()"), [database] if database else []).fetchone()[0]
+
+
+@pytest.fixture
+def wh(tmp_path):
+    """A warehouse made before (DuckDB's default storage) with the real schema, a table kept by file, a whole
+    table, a view and comments."""
+    path = tmp_path / "warehouse" / "lab2fab.duckdb"
+    path.parent.mkdir(parents=True)
+    duckdb.connect(str(path)).close()
+    con = warehouse.connect(path)
+    assert not _storage_version(con).startswith(warehouse.SNAPSHOT_STORAGE_VERSION)
+    _fill(con)
     yield con
     con.close()
+
+
+def test_a_new_warehouse_is_published_as_a_copy_of_its_file(tmp_path):
+    con = warehouse.connect(tmp_path / "warehouse" / "lab2fab.duckdb")
+    try:
+        assert _storage_version(con).startswith(warehouse.SNAPSHOT_STORAGE_VERSION)
+        _fill(con)
+        snap = _snapshot(tmp_path)
+        for run, change in (("r1", None), ("r2", "UPDATE marts.totals SET students = students + 1 WHERE term = 3"),
+                            ("r3", "DELETE FROM staging.rows_by_file WHERE file_id = 'f2'")):
+            if change:
+                con.execute(change)
+            warehouse.publish(con, snap, run)
+            assert _record(con)["rewritten"] is None
+            # The snapshot holds what the warehouse holds, table by table (tables.contents' columns and rows).
+            published = contents(snap)
+            assert set(published) == set(warehouse.table_names(con)) - {"ops.runs"}
+            for name, frame in published.items():
+                where = f"WHERE name NOT IN {RUN_LOG_STATE}" if name == "ops.state" else ""
+                pd.testing.assert_frame_equal(frame, con.execute(
+                    f"SELECT {', '.join(frame.columns)} FROM {name} {where} ORDER BY ALL").df())
+            check = duckdb.connect(str(snap), read_only=True)
+            try:
+                assert _storage_version(check).startswith(warehouse.SNAPSHOT_STORAGE_VERSION)  # the shell reads it
+                assert _catalog(snap) == warehouse._catalog(con, con.execute("SELECT current_database()").fetchone()[0])
+            finally:
+                check.close()
+        assert not list(snap.parent.glob(".*.tmp*"))
+    finally:
+        con.close()
 
 
 def _snapshot(tmp_path: Path) -> Path:
