@@ -175,3 +175,26 @@ def test_year_to_year_noise_of_a_small_cell_has_the_binomial_variance(tmp_path):
     assert 2.1 <= binomial < 4
     assert g.var() == pytest.approx(binomial, rel=0.1)
     assert g.min() >= 0 and g.max() <= cal.stock0[0].sum() + 1e-3                # never more than the persons
+
+
+def test_cohorts_drawn_chunk_by_chunk_are_the_whole_projection(tmp_path):
+    # Issue 17: without `intake`, project_cohorts draws each chunk's new students just before projecting it
+    # (the next chunk's Poisson counts are drawn while the first is projected). One generator in the array's
+    # order: the same new students as intake_projection's, and the same projection as when given them.
+    path = _warehouse(tmp_path / "w.duckdb", "2021-1", "2024-2", 300, {2022: 20, 2023: 25, 2024: 30}, off_cycle=5)
+    con = warehouse.connect(path, read_only=True)
+    try:
+        cal = calibrate(load_panel(con), Assumptions())
+    finally:
+        con.close()
+    draws = draw_parameters(cal, Assumptions(), 300, 5)               # three chunks, the last a short one
+    intake = intake_projection(cal, draws, 4)
+    assert draws.flow_seed is not None and not np.array_equal(intake[0], intake[1])   # Poisson counts
+    given = project_cohorts(cal, draws, 4, summary=True, ledger=True, intake=intake)
+    drawn = project_cohorts(cal, draws, 4, summary=True, ledger=True)
+    assert set(given) == set(drawn)
+    for name in given:
+        np.testing.assert_array_equal(given[name], drawn[name], err_msg=name)
+    np.testing.assert_array_equal(drawn["intake"], intake)
+    assert project_cohorts(cal, draws, 4)["intake"].dtype == np.float32
+    np.testing.assert_array_equal(project_cohorts(cal, draws, 4)["intake"], intake)

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from transforms.model import projection as model
-from transforms.model.calibrate import LEVELS, TRACKS, EnrollmentRows, load_panels
+from transforms.model.calibrate import LEVELS, STATUSES, TRACKS, EnrollmentRows, load_panels
 from transforms.model.persons import LOWER, RANK, SCOPES, PersonsWindows, load_persons
 from transforms.vocabulary import term_from_index, term_index
 from transforms.warehouse import db as warehouse
@@ -198,3 +198,83 @@ def test_run_model_hashes_the_enrollment_keys_in_one_statement(tmp_path):
         assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone()[0] == 0
     finally:
         con.close()
+
+
+def test_each_cutoff_keeps_the_rows_its_own_queries_would_read(tmp_path):
+    # Issue 17: the intakes, graduates, stock and placement lags of every cut-off are read once for all terms
+    # and kept per cut-off; here they are against the per-cut-off SQL they replaced (the definition).
+    _warehouse(tmp_path / "w.duckdb")
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    try:
+        rows = EnrollmentRows(con)
+        seq = rows.table
+        univ = rows.universities()
+        cutoffs = [None] + [term_from_index(term_index(LAST) - i) for i in (1, 2, 4)]
+        panels = load_panels(con, cutoffs, rows)
+
+        def q(sql, params):
+            df = con.execute(sql, params).df()
+            if "ui" in df:
+                df.insert(0, "u", univ[df.pop("ui").to_numpy(int)])
+            for col, names, new in (("k", TRACKS, "track"), ("l", LEVELS, "level"), ("st", STATUSES, "status")):
+                if col in df:
+                    df[new] = np.array(names, dtype=object)[df.pop(col).to_numpy(int)]
+            return df
+        active = "st IN (0, 1)"
+        for cutoff, panel in zip(cutoffs, panels):
+            last = term_index(cutoff or LAST)
+            last_round = f"{(last + 2) // 2}H{(last + 2) % 2 + 1}"
+            latest = con.execute(f"SELECT ui, max(ti) AS ti FROM {seq} WHERE ti <= $1 GROUP BY 1 ORDER BY 1",
+                                 [last]).df()
+            fresh = latest[latest["ti"] >= last - 2]
+            con.register("fresh", fresh)
+            expected = {
+                "stock": q(f"""SELECT p.ui, p.k, p.l, p.y, p.st, f.ti AS from_ti, count(*) AS n
+                               FROM {seq} p JOIN fresh f ON f.ui = p.ui AND f.ti = p.ti
+                               WHERE p.{active} GROUP BY ALL ORDER BY ALL""", []),
+                "intake": q(f"""SELECT ui, k, l, ti, count(*) AS n FROM {seq}
+                                WHERE ti <= $1 AND is_first AND y = 1 AND {active} AND intake_year >= ti // 2
+                                GROUP BY ALL ORDER BY ALL""", [last]),
+                "graduates": q(f"SELECT ui, k, l, ti, count(*) AS n FROM {seq} WHERE ti <= $1 AND st = 2 "
+                               "GROUP BY ALL ORDER BY ALL", [last]),
+                "placement_lags": q(f"""
+                    WITH g AS (SELECT sid, min(ti) AS ti FROM {seq} WHERE st = 2 AND ti <= $1 GROUP BY 1)
+                    SELECT (CAST(left(p.round, 4) AS INTEGER) * 2 + CAST(right(p.round, 1) AS INTEGER) - 1)
+                           - (g.ti + 2) AS lag, count(*) AS n
+                    FROM staging.placements p JOIN g ON g.sid = hash(p.student_key) WHERE p.round <= $2
+                    GROUP BY ALL ORDER BY 1""", [last, last_round])}
+            con.unregister("fresh")
+            for name, frame in expected.items():
+                pd.testing.assert_frame_equal(getattr(panel, name), frame, check_exact=True, obj=f"{cutoff} {name}")
+            assert len(panel.stock) and len(panel.intake) and len(panel.graduates)
+            assert (panel.stale_universities, panel.carried_forward) == (
+                int((latest["ti"] < last - 2).sum()), int((fresh["ti"] < last).sum()))
+        rows.close()
+    finally:
+        con.close()
+
+
+def test_windows_ending_after_the_last_term_are_read_once(tmp_path):
+    # The graduation rows end at the last term: a window ending later (a milestone year past the data) is the
+    # window ending at it, asked of DuckDB once.
+    df = _warehouse(tmp_path / "w.duckdb")
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    try:
+        last = term_index(LAST) - 1
+        w = PersonsWindows(con, last)
+        first = w.get(last - 5, last)
+        assert w.get(last - 5, last + 4) is first and w.get(last - 5, last + 10) is first
+        assert w.get(last - 5, last - 1) is not first
+        _assert_same(w.get(last - 5, last + 4), _persons_by_pandas(df, last - 5, last + 4, last))
+        w.close()
+    finally:
+        con.close()
+
+
+def test_codes_are_the_positions_and_refuse_an_unknown_value():
+    from transforms.model.calibrate import codes
+    s = pd.Series(["master", "bachelor", "doctor", "master"], dtype="str")
+    assert codes(s, LEVELS).tolist() == [LEVELS.index(v) for v in s] and codes(s, LEVELS).dtype == np.int64
+    assert codes(s.iloc[:0], LEVELS).dtype == np.int64
+    with pytest.raises(ValueError, match="'diploma' is not in list"):
+        codes(pd.Series(["master", "diploma"]), LEVELS)

@@ -141,6 +141,15 @@ class Panel:
     carried_forward: int = 0    # universities missing the last term, carried forward from an earlier one
 
 
+def codes(values: pd.Series, names: list) -> np.ndarray:
+    """Each value's position in `names`, as `values.map(names.index)` (a ValueError for a value not in it)
+    without a Python call per row; int64 even when empty."""
+    idx = pd.Index(names).get_indexer(values)
+    if (idx < 0).any():
+        raise ValueError(f"{values[idx < 0].iloc[0]!r} is not in list")
+    return idx.astype(np.int64)
+
+
 def _ti_sql(col: str = "term") -> str:
     return f"(CAST(left({col}, 4) AS INTEGER) * 2 + CAST(right({col}, 1) AS INTEGER) - 1)"
 
@@ -229,7 +238,10 @@ def load_panels(con, cutoffs: list[str | None], rows: EnrollmentRows | None = No
     univ = rows.universities()
 
     def q(sql, params=None):
-        df = con.execute(sql, params or []).df()
+        return label(con.execute(sql, params or []).df())
+
+    def label(df):
+        """The codes of a result as the panel's names: ui -> u, k -> track, l -> level, st -> status."""
         if "ui" in df:
             df.insert(0, "u", univ[df.pop("ui").to_numpy(int)])
         if "k" in df:
@@ -268,9 +280,33 @@ def load_panels(con, cutoffs: list[str | None], rows: EnrollmentRows | None = No
             SELECT a.ui, a.k, a.l, a.ti, a.y, a.st, a.next_ti, a.next_st, a.next_y, count(*) AS n
             FROM {seq} a JOIN sub ON sub.ui = a.ui AND sub.ti = a.ti + 1
             WHERE a.{active} GROUP BY ALL""")
+        # The per-cut-off aggregates below are the rows of a cut-off-free aggregate whose key decides the
+        # cut-off (term, first graduation term, round): read once, each cut-off keeps its rows (in the same
+        # order: a filter keeps ORDER BY order). A pass over the rows per cut-off cost ~1 s at national size.
+        last_tis = [int(bounds[0]) if cutoff is None else term_index(cutoff) for cutoff in cutoffs]
+        oldest = min(last_tis) - 2                  # the oldest submission any cut-off's stock can be from
+        intake_all = q(f"""SELECT ui, k, l, ti, count(*) AS n FROM {seq}
+                           WHERE is_first AND y = 1 AND {active} AND intake_year >= ti // 2
+                           GROUP BY ALL ORDER BY ALL""")
+        graduates_all = q(f"SELECT ui, k, l, ti, count(*) AS n FROM {seq} WHERE st = {grad} GROUP BY ALL ORDER BY ALL")
+        submitted = con.execute(f"SELECT DISTINCT ui, ti FROM {seq} ORDER BY ALL").df()
+        stock_raw = con.execute(f"""SELECT ui, k, l, y, st, ti AS from_ti, count(*) AS n FROM {seq}
+                                    WHERE {active} AND ti >= {oldest} GROUP BY ALL ORDER BY ALL""").df()
+        stock_key = (stock_raw["ui"].to_numpy(np.int64), stock_raw["from_ti"].to_numpy(np.int64))
+        stock_all = label(stock_raw.copy())
+        # Placements by the first graduation term of their student (g.ti) and round; a cut-off's lags are its
+        # first graduations and rounds (the first graduation up to a cut-off is the first one, if it is by then).
+        lags_all = con.execute(f"""
+            WITH g AS (SELECT sid, min(ti) AS ti FROM {seq} WHERE st = {grad} GROUP BY 1)
+            SELECT p.round, (CAST(left(p.round, 4) AS INTEGER) * 2 + CAST(right(p.round, 1) AS INTEGER) - 1)
+                   - (g.ti + 2) AS lag, g.ti AS gti, count(*) AS n
+            FROM staging.placements p JOIN g ON g.sid = hash(p.student_key)
+            GROUP BY ALL ORDER BY ALL""").df()
+
+        def upto(df, last_ti):
+            return df[df["ti"].to_numpy() <= last_ti].reset_index(drop=True)
         panels = []
-        for cutoff in cutoffs:
-            last_ti = int(bounds[0]) if cutoff is None else term_index(cutoff)
+        for cutoff, last_ti in zip(cutoffs, last_tis):
             first_ti = int(bounds[1])
             tr = q(f"""
                 SELECT a.ui, a.k, a.l, a.ti % 2 AS sem, a.y, a.st AS from_st,
@@ -286,19 +322,14 @@ def load_panels(con, cutoffs: list[str | None], rows: EnrollmentRows | None = No
                 GROUP BY ALL ORDER BY ALL""", [last_ti])
             tr["from_status"] = np.array(STATUSES, dtype=object)[tr.pop("from_st").to_numpy(int)]
             # Each university's latest submission within the last year is its current stock.
-            latest = con.execute(f"SELECT ui, max(ti) AS ti FROM {seq} WHERE ti <= $1 GROUP BY 1 ORDER BY 1",
-                                  [last_ti]).df()
+            sub = submitted[submitted["ti"] <= last_ti]
+            latest = sub.groupby("ui", as_index=False, sort=True)["ti"].max()
             fresh = latest[latest["ti"] >= last_ti - 2]
-            con.register("model_latest", fresh)
-            stock = q(f"""SELECT p.ui, p.k, p.l, p.y, p.st, f.ti AS from_ti, count(*) AS n
-                          FROM {seq} p JOIN model_latest f ON f.ui = p.ui AND f.ti = p.ti
-                          WHERE p.{active} GROUP BY ALL ORDER BY ALL""")
-            con.unregister("model_latest")
-            intake = q(f"""SELECT ui, k, l, ti, count(*) AS n FROM {seq}
-                           WHERE ti <= $1 AND is_first AND y = 1 AND {active} AND intake_year >= ti // 2
-                           GROUP BY ALL ORDER BY ALL""", [last_ti])
-            graduates = q(f"SELECT ui, k, l, ti, count(*) AS n FROM {seq} WHERE ti <= $1 AND st = {grad} "
-                          "GROUP BY ALL ORDER BY ALL", [last_ti])
+            from_ti = np.full(len(univ), -1, dtype=np.int64)
+            from_ti[fresh["ui"].to_numpy(np.int64)] = fresh["ti"].to_numpy(np.int64)
+            stock = stock_all[from_ti[stock_key[0]] == stock_key[1]].reset_index(drop=True)
+            intake = upto(intake_all, last_ti)
+            graduates = upto(graduates_all, last_ti)
             last_round = f"{(last_ti + 2) // 2}H{(last_ti + 2) % 2 + 1}"  # rounds over by the end of the last term
             placements = q(f"""
                 SELECT round, track, count(*) AS placed,
@@ -313,12 +344,8 @@ def load_panels(con, cutoffs: list[str | None], rows: EnrollmentRows | None = No
                        count(*) FILTER (WHERE outcome = 'completed') AS completed
                 FROM staging.placements WHERE round <= ? AND track IN ({tracks}) GROUP BY ALL ORDER BY ALL""",
                                 [last_round])
-            lags = q(f"""
-                WITH g AS (SELECT sid, min(ti) AS ti FROM {seq} WHERE st = {grad} AND ti <= $1 GROUP BY 1)
-                SELECT (CAST(left(p.round, 4) AS INTEGER) * 2 + CAST(right(p.round, 1) AS INTEGER) - 1) - (g.ti + 2)
-                       AS lag, count(*) AS n
-                FROM staging.placements p JOIN g ON g.sid = hash(p.student_key) WHERE p.round <= $2
-                GROUP BY ALL ORDER BY 1""", [last_ti, last_round])
+            keep = (lags_all["gti"].to_numpy() <= last_ti) & (lags_all["round"].to_numpy(object) <= last_round)
+            lags = lags_all[keep].groupby("lag", as_index=False, sort=True)["n"].sum()
             panels.append(Panel(
                 last_term=term_from_index(last_ti), first_term=term_from_index(first_ti), transitions=tr,
                 stock=stock, intake=intake, graduates=graduates, placements=placements,
@@ -488,10 +515,10 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions(), summary: bool = True
     counts = np.zeros((L, 2, MAX_YEAR, 2, 6))
     # Integer indices even when the frame is empty (one term, no transitions): `.map` on an empty
     # Series gives an object/float array, which numpy refuses as an index (the old IndexError).
-    li = tr["level"].map(LEVELS.index).to_numpy(np.int64)
+    li = codes(tr["level"], LEVELS)
     np.add.at(counts, (li, tr["sem"].to_numpy(int), tr["y"].to_numpy(int) - 1,
-                       tr["from_status"].map(FROM.index).to_numpy(np.int64),
-                       tr["outcome"].map(OUTCOMES.index).to_numpy(np.int64)),
+                       codes(tr["from_status"], FROM),
+                       codes(tr["outcome"], OUTCOMES)),
               tr["n"].to_numpy(float))
     # Prior: one pseudo-student spread like the level's outcomes pooled over study years (a stratum
     # never observed falls back to the level's average), plus a trace so no outcome is impossible.
@@ -512,8 +539,8 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions(), summary: bool = True
     recent = panel.intake[panel.intake["ti"] >= last_ti - 2 * a.intake_trend_years]
     keys = pd.concat([st[["u", "track", "level"]], recent[["u", "track", "level"]]]).drop_duplicates()
     keys = keys[keys["level"].isin(LEVELS) & keys["track"].isin(TRACKS)]
-    keys["l"] = keys["level"].map(LEVELS.index)
-    keys["k"] = keys["track"].map(TRACKS.index)
+    keys["l"] = codes(keys["level"], LEVELS)
+    keys["k"] = codes(keys["track"], TRACKS)
     keys = keys.sort_values(["l", "u", "k"]).reset_index(drop=True)
     keys["cell"] = np.arange(len(keys))
     uk = keys[["u", "track", "k"]].drop_duplicates().sort_values(["u", "k"]).reset_index(drop=True)
@@ -523,8 +550,8 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions(), summary: bool = True
     # Partial pooling per (university, track): observed events against the events expected from the
     # national rates for the same mix of level, semester, study year and status (indirect standardisation).
     trc = tr.merge(uk[["u", "track", "uk"]], on=["u", "track"], how="inner")
-    idx = (trc["level"].map(LEVELS.index).to_numpy(np.int64), trc["sem"].to_numpy(int), trc["y"].to_numpy(int) - 1,
-           trc["from_status"].map(FROM.index).to_numpy(np.int64))
+    idx = (codes(trc["level"], LEVELS), trc["sem"].to_numpy(int), trc["y"].to_numpy(int) - 1,
+           codes(trc["from_status"], FROM))
     n = trc["n"].to_numpy(float)
     is_x = (trc["outcome"] == "X").to_numpy()
     is_g = (trc["outcome"] == "G").to_numpy()
@@ -564,7 +591,7 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions(), summary: bool = True
     stock0 = np.zeros((C, MAX_YEAR, 2))
     st = st.merge(keys[["u", "track", "level", "cell"]], on=["u", "track", "level"])
     np.add.at(stock0, (st["cell"].to_numpy(np.int64), st["y"].to_numpy(int) - 1,
-                       st["status"].map(FROM.index).to_numpy(np.int64)),
+                       codes(st["status"], FROM)),
               st["n"].to_numpy(float))
     # Study years simulated per level: the normal length plus two, or more if students are seen there.
     seen_years = counts.sum(axis=(1, 3, 4))  # [L, Y]
@@ -576,7 +603,7 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions(), summary: bool = True
     # Intakes: trend per (track, level) over the last academic years, shares per university.
     K = len(TRACKS)
     it = panel.intake[panel.intake["level"].isin(LEVELS) & panel.intake["track"].isin(TRACKS)].copy()
-    it["k"], it["l"] = it["track"].map(TRACKS.index), it["level"].map(LEVELS.index)
+    it["k"], it["l"] = codes(it["track"], TRACKS), codes(it["level"], LEVELS)
     it["sem"], it["year"] = it["ti"] % 2, it["ti"] // 2
     base = np.zeros((K, L, 2))
     base_year = np.zeros((K, L, 2))
@@ -684,7 +711,7 @@ def calibrate(panel: Panel, a: Assumptions = Assumptions(), summary: bool = True
                                     f"round {last_round}",
                           "used": f"the published prior alone: {SOURCE_CONVERSION}"})
     obs = pl.copy()
-    obs["k"] = obs["track"].map(TRACKS.index)
+    obs["k"] = codes(obs["track"], TRACKS)
     obs["unknown"] = obs["completed"] - obs["jobs_yes"] - obs["jobs_no"]
 
     cal = Calibration(panel=panel, last_ti=last_ti, cells=keys, uk=uk, years=years, trans_alpha=alpha,

@@ -91,6 +91,7 @@ class PersonsWindows:
 
     def __init__(self, con, last_ti: int, rows: EnrollmentRows | None = None):
         self.con, self.last_ti = con, int(last_ti)
+        self._windows = {}
         self.table = f"model_person_grads_{next(self._made)}"   # its own: a load_persons meanwhile drops only its own
         check_programmes(con)
         own = rows is None
@@ -135,6 +136,14 @@ class PersonsWindows:
     def get(self, ti_from: int, ti_to: int) -> Persons:
         if self._shared is None:
             raise RuntimeError(f"PersonsWindows (last term {self.last_ti}) used after close")
+        # The graduation rows end at the last term: windows ending at or after it read the same rows (the
+        # milestone years past the data), so they are the same query, asked once.
+        window = (int(ti_from), min(int(ti_to), self.last_ti))
+        if window not in self._windows:
+            self._windows[window] = self._get(*window)
+        return self._windows[window]
+
+    def _get(self, ti_from: int, ti_to: int) -> Persons:
         con, (stock, cont) = self.con, self._shared
         grads = con.execute(f"""
             WITH g AS (SELECT person, no_person, sid, l, k, rank, core, share, min(ti) AS ti
@@ -181,4 +190,4 @@ class PersonsWindows:
 
     def close(self) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {self.table}")
-        self._shared = None
+        self._shared, self._windows = None, {}

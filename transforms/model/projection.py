@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 
 from transforms.model.calibrate import (LEVEL_GROUP, LEVELS, TRACK_GROUP, TRACKS, Assumptions, Calibration, Draws,
-                                  EnrollmentRows, calibrate, draw_parameters, load_panels)
+                                  EnrollmentRows, calibrate, codes, draw_parameters, load_panels)
 from transforms.model.scenarios import Scenario, apply_changes, demo_scale, find_scenarios, scenario_dir  # noqa: F401
 from transforms.model import measures as ms
 from transforms.model.persons import PersonsWindows
-from transforms.model.simulate import (RoundsSetup, intake_projection, per_entrant, project_cohorts, rounds_prefix,
+from transforms.model.simulate import (RoundsSetup, per_entrant, project_cohorts, rounds_prefix,
                                       simulate_rounds)
 from transforms.vocabulary import round_from_index, round_index, term_from_index, term_index
 from transforms.warehouse.db import latest_term
@@ -71,7 +71,7 @@ class Prepared:
     rounds: list[str]              # consecutive round codes simulated
     r0: int                        # round index of rounds[0]
     grads_in: np.ndarray           # [D, R, K, L] graduates entering the pool each round
-    grads_uk: np.ndarray           # [D, R, UK] entrants per university and track (float32)
+    grads_uk: np.ndarray           # [R, D, UK] entrants per university and track (float32; by round, as read)
     uk_all: pd.DataFrame           # u, track, k, j (column of grads_uk)
     observed_rounds: dict          # position -> observed arrays
     first_projected: int           # position of the first projected round
@@ -89,8 +89,8 @@ def prepare(cal: Calibration, a: Assumptions, draws_n: int, seed: int) -> Prepar
     # Project as far as anyone can still join a round by the horizon: with lead > 0 that includes
     # students graduating after it, who compete for slots but are not counted (not trained by then).
     n_terms = max(r_last - 2 + lead - last_ti, 0)
-    cohort_intake = intake_projection(cal, draws, n_terms)
-    cohort = project_cohorts(cal, draws, n_terms, summary=True, intake=cohort_intake)
+    cohort = project_cohorts(cal, draws, n_terms, summary=True)
+    cohort_intake = cohort["intake"]
     obs = cal.observed_rounds
     obs_rounds = sorted(obs["round"].unique())
     slot_rounds = sorted(panel.host_slots["round"].unique())
@@ -109,7 +109,7 @@ def prepare(cal: Calibration, a: Assumptions, draws_n: int, seed: int) -> Prepar
     pos = go["ti"].to_numpy(np.int64) + 2 - lead - r0
     ok = (pos >= 0) & (pos < R)
     obs_in = np.zeros((R, K, L))
-    k_obs, l_obs = go["track"].map(TRACKS.index).to_numpy(np.int64), go["level"].map(LEVELS.index).to_numpy(np.int64)
+    k_obs, l_obs = codes(go["track"], TRACKS), codes(go["level"], LEVELS)
     np.add.at(obs_in, (pos[ok], k_obs[ok], l_obs[ok]), go["n"].to_numpy(float)[ok])
     grads_in += obs_in[None]
     cells = cal.cells
@@ -117,23 +117,25 @@ def prepare(cal: Calibration, a: Assumptions, draws_n: int, seed: int) -> Prepar
     ind = np.zeros((len(cells), K * L), dtype=np.float32)
     ind[np.arange(len(cells)), kl] = 1
     g = cohort["graduates"]                                           # [D, C, n_terms]
+    # Term-by-term graduates by track and degree level [D, n_terms, K * L] (also for marts.model_cohorts).
+    gkl = np.stack([g[:, :, step] @ ind for step in range(n_terms)], axis=1) if n_terms else np.zeros((D, 0, K * L))
     for step in range(n_terms):
         p = last_ti + 1 + step + 2 - lead - r0
         if 0 <= p < R:
-            grads_in[:, p] += (g[:, :, step] @ ind).reshape(D, K, L)
+            grads_in[:, p] += gkl[:, step].reshape(D, K, L)
     # Entrants per university and track (all universities with graduates, observed or projected).
     uk_all = pd.concat([go[["u", "track"]], cells[["u", "track"]]]).drop_duplicates()
     uk_all = uk_all.sort_values(["u", "track"]).reset_index(drop=True)
-    uk_all["k"] = uk_all["track"].map(TRACKS.index)
+    uk_all["k"] = codes(uk_all["track"], TRACKS)
     uk_all["j"] = np.arange(len(uk_all))
     UK = len(uk_all)
-    grads_uk = np.zeros((D, R, UK), dtype=np.float32)
+    grads_uk = np.zeros((R, D, UK), dtype=np.float32)
     jo = go.merge(uk_all, on=["u", "track"])
     pos = jo["ti"].to_numpy(np.int64) + 2 - lead - r0
     ok = (pos >= 0) & (pos < R)
     obs_uk = np.zeros((R, UK), dtype=np.float32)
     np.add.at(obs_uk, (pos[ok], jo["j"].to_numpy(np.int64)[ok]), jo["n"].to_numpy(np.float32)[ok])
-    grads_uk += obs_uk[None]
+    grads_uk += obs_uk[:, None]
     cj = cells.merge(uk_all[["u", "track", "j"]], on=["u", "track"], how="left")["j"].to_numpy(np.int64)
     order = np.argsort(cj, kind="stable")
     bounds = np.r_[0, np.nonzero(np.diff(cj[order]))[0] + 1]
@@ -141,7 +143,7 @@ def prepare(cal: Calibration, a: Assumptions, draws_n: int, seed: int) -> Prepar
     for step in range(n_terms):
         p = last_ti + 1 + step + 2 - lead - r0
         if 0 <= p < R and len(cj):   # no cells: nobody on the rolls to project, observed graduates only
-            grads_uk[:, p, js] += np.add.reduceat(g[:, order, step], bounds, axis=1)
+            grads_uk[p][:, js] += np.add.reduceat(g[:, order, step], bounds, axis=1)
     observed = {}
     for r in obs_rounds:
         p = round_index(r) - r0
@@ -155,7 +157,6 @@ def prepare(cal: Calibration, a: Assumptions, draws_n: int, seed: int) -> Prepar
         observed[p] = arr
     first_projected = (max(observed) + 1) if observed else 0
     # Term-by-term summary of the projection by track and degree level, for marts.model_cohorts.
-    gkl = np.stack([g[:, :, step] @ ind for step in range(n_terms)], axis=1) if n_terms else np.zeros((D, 0, K * L))
     ikl = np.stack([cohort_intake[:, :, step] @ ind for step in range(n_terms)], axis=1) if n_terms else gkl
     cohorts = {"students": cohort.get("stock_kl"), "graduates": gkl, "exits": cohort.get("exits_kl"), "intake": ikl}
     return Prepared(cal=cal, a=a, draws=draws, rounds=rounds, r0=r0, grads_in=grads_in, grads_uk=grads_uk,
@@ -183,12 +184,12 @@ def rounds_setup(prep: Prepared, scenario: Scenario, a: Assumptions, scale: floa
     is scaled to compare like with like (docs/MODEL.md, "Scale")."""
     panel = prep.cal.panel
     slots, hosts = apply_changes(scenario, panel.host_slots, panel.hosts, prep.rounds)
-    codes = list(hosts["host_code"])
-    H, K, R = len(codes), len(TRACKS), len(prep.rounds)
+    host_codes = list(hosts["host_code"])
+    H, K, R = len(host_codes), len(TRACKS), len(prep.rounds)
     arr = np.zeros((R, H, K))
-    s = slots[slots["round"].isin(prep.rounds) & slots["host_code"].isin(codes)]
+    s = slots[slots["round"].isin(prep.rounds) & slots["host_code"].isin(host_codes)]
     np.add.at(arr, (s["round"].map({r: i for i, r in enumerate(prep.rounds)}).to_numpy(np.int64),
-                    s["host_code"].map({h: i for i, h in enumerate(codes)}).to_numpy(np.int64),
+                    s["host_code"].map({h: i for i, h in enumerate(host_codes)}).to_numpy(np.int64),
                     s["track"].map(TRACKS.index).to_numpy(np.int64)), s["slots"].to_numpy(float))
     accepts = np.zeros((H, K), dtype=bool)
     for i, t in enumerate(hosts["tracks"].fillna("")):
@@ -203,7 +204,7 @@ def rounds_setup(prep: Prepared, scenario: Scenario, a: Assumptions, scale: floa
     return RoundsSetup(rounds=prep.rounds, year=years, slots=arr * float(scale), accepts=accepts,
                        host_factor=factor, observed=prep.observed_rounds,
                        eligible_rounds=int(a.rounds_eligible) + int(a.final_year_rounds),
-                       count_from_year=a.count_from_year, horizon_year=a.horizon_year, host_codes=codes,
+                       count_from_year=a.count_from_year, horizon_year=a.horizon_year, host_codes=host_codes,
                        converts_by_horizon=converts)
 
 
@@ -1091,16 +1092,18 @@ def _universities_frame(scenario: str, prep: Prepared, setup: RoundsSetup, res) 
     pr = np.zeros((D, len(uk)))
     placed = np.zeros((D, len(uk)))
     grads = np.zeros((D, len(uk)))
+    # Round by round, in float64 (a round's entrants are contiguous; products into one buffer).
+    term = np.empty((D, len(uk)))
     for i in range(R):
-        g = prep.grads_uk[:, i].astype(np.float64)
-        eng += g * ent["engineers"][:, i, k_of]
-        pr += g * ent["practice_ready"][:, i, k_of]
-        placed += g * ent["placed"][:, i, k_of]
+        g = prep.grads_uk[i].astype(np.float64)
+        for name, acc in (("engineers", eng), ("practice_ready", pr), ("placed", placed)):
+            np.multiply(g, ent[name][:, i, k_of], out=term)
+            acc += term
         if win[i]:
             grads += g
-    codes = uk["u"].to_numpy()
-    univ = pd.Index(sorted(set(codes)))
-    ui = univ.get_indexer(codes)
+    university_codes = uk["u"].to_numpy()
+    univ = pd.Index(sorted(set(university_codes)))
+    ui = univ.get_indexer(university_codes)
     # Sum each university's columns per draw (bincount's order: column by column, from 0), all draws at once:
     # the r-th column of every university that has one, for r = 0, 1, ...
     rank = pd.Series(ui).groupby(ui).cumcount().to_numpy()
@@ -1291,14 +1294,20 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
     timings["load"] = time.perf_counter() - t0
     per_a = {s.name: s.assumptions_over(base) for s in scs}
     # The backtest reads only its own panels: on a large panel it runs in a thread of its own beside the
-    # scenarios, whose single-threaded stretches (frames, solvers) leave a core idle; on a small one the two
-    # threads' short numpy and pandas calls only queue for the GIL. Its draws are seeded: same result.
+    # scenarios' rounds, whose single-threaded stretches (frames, solvers) leave a core idle; not beside the
+    # cohort projection, which keeps both cores busy (`start_backtest`, in between). On a
+    # small panel the two threads' short numpy and pandas calls only queue for the GIL. Its draws are seeded.
     backtest_job = (panels[1:], per_a[scs[0].name], min(backtest_draws, draws), seed, holdout) if cutoff else None
     backtest_run = None
-    if backtest_job and model_rows >= BACKTEST_BESIDE_ROWS:
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-backtest")
-        backtest_run = pool.submit(_timed, backtest, *backtest_job)
-        pool.shutdown(wait=False)   # the thread ends with its one job, whatever happens here
+    beside = bool(backtest_job) and model_rows >= BACKTEST_BESIDE_ROWS
+
+    def start_backtest():
+        """Once the first scenario's cohorts are projected (the cores are free from then on)."""
+        nonlocal backtest_run
+        if beside and backtest_run is None:
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-backtest")
+            backtest_run = pool.submit(_timed, backtest, *backtest_job)
+            pool.shutdown(wait=False)   # the thread ends with its one job, whatever happens here
     cals, preps, people, prep_frames = {}, {}, {}, {}
 
     def persons_of(key, last_ti):
@@ -1320,6 +1329,7 @@ def run_model(con, scenarios: list[str] | list[Scenario] | None = None, draws: i
         if key not in preps:
             preps[key] = prepare(cal, a, draws, seed)
         prep = preps[key]
+        start_backtest()
         timings[f"prepare:{s.name}"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         setup = rounds_setup(prep, s, a, scale)

@@ -29,6 +29,15 @@ CHUNK = 128   # draws projected together (fixed, so the noise and the result do 
 
 def intake_projection(cal: Calibration, draws: Draws, n_terms: int) -> np.ndarray:
     """New first-year students per draw, cell and projected term [D, C, n_terms]."""
+    parts = [part for _, _, part in _intake_chunks(cal, draws, n_terms, [(0, draws.n)])]
+    return parts[0]
+
+
+def _intake_chunks(cal: Calibration, draws: Draws, n_terms: int, jobs: list[tuple[int, int]]):
+    """`intake_projection` draw block by draw block: yields (d0, d1, new students [d1 - d0, C, n_terms]) for
+    consecutive blocks `jobs` covering the draws in order. The Poisson counts come from one generator in the
+    array's order, so the blocks together are the same numbers as the whole (a block's counts can be
+    projected while the next block's are drawn)."""
     cells = cal.cells
     k, l = cells["k"].to_numpy(np.int64), cells["l"].to_numpy(np.int64)
     out = np.zeros((draws.n, len(cells), n_terms), dtype=F32)
@@ -49,10 +58,10 @@ def intake_projection(cal: Calibration, draws: Draws, n_terms: int) -> np.ndarra
         eps = draws.intake_eps[:, k, l, np.clip(ahead - 1, 0, draws.intake_eps.shape[-1] - 1).astype(int)]
         grow = np.exp(draws.intake_growth[:, k, l] * ahead[None, :] + np.where(ahead > 0, eps, 0.0))  # [D, C]
         out[:, :, step] = np.where(base > 0, base * cal.intake_share, 0.0)[None, :] * grow * ratio
-    if draws.flow_seed is not None:
-        # Year-to-year intake noise: a term's new students are a count, Poisson around the draw's trend.
-        out = np.random.default_rng([draws.flow_seed, 1]).poisson(out).astype(F32)
-    return out
+    # Year-to-year intake noise: a term's new students are a count, Poisson around the draw's trend.
+    rng = None if draws.flow_seed is None else np.random.default_rng([draws.flow_seed, 1])
+    for d0, d1 in jobs:
+        yield d0, d1, out[d0:d1] if rng is None else rng.poisson(out[d0:d1]).astype(F32)
 
 
 def _exit_rate(pg2, keep):
@@ -72,19 +81,25 @@ def project_cohorts(cal: Calibration, draws: Draws, n_terms: int, *, ledger: boo
                     summary: bool = False, intake: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Project every cell `n_terms` terms past the last observed one.
 
-    Returns `graduates` [D, C, n_terms] (graduates in projected term t = last + 1 + step); with
-    `ledger=True`, per step: `stock` (studying + on leave), `exits` and `intake` [D, C, n_terms]; with
+    Returns `graduates` [D, C, n_terms] (graduates in projected term t = last + 1 + step) and `intake`,
+    the new students [D, C, n_terms] (`intake`, else `intake_projection`'s); with `ledger=True`, per step:
+    `stock` (studying + on leave) and `exits` [D, C, n_terms] too, and `intake` in float64; with
     `summary=True`, `stock_kl` and `exits_kl` [D, n_terms, K * L] by track and degree level.
     The draws are split into chunks projected in parallel threads; each chunk's arithmetic does
-    not depend on the others, so the result is the same whatever the number of threads.
+    not depend on the others, so the result is the same whatever the number of threads. Without `intake`,
+    a chunk is projected as soon as its new students are drawn (the draws of the next go on meanwhile).
     """
     D, C = draws.n, len(cal.cells)
+    # Chunks of a fixed size, whatever the number of threads: each chunk's flow noise has its own seed.
+    jobs = [(d0, min(d0 + CHUNK, D)) for d0 in range(0, D, CHUNK)]
     if intake is None:
-        intake = intake_projection(cal, draws, n_terms)
-    out = {"graduates": np.zeros((D, C, n_terms), dtype=F32)}
+        new_students = _intake_chunks(cal, draws, n_terms, jobs)
+        intake = np.zeros((D, C, n_terms), dtype=F32)
+    else:
+        new_students = ((d0, d1, None) for d0, d1 in jobs)
+    out = {"graduates": np.zeros((D, C, n_terms), dtype=F32), "intake": intake}
     if ledger:
         out.update({name: np.zeros((D, C, n_terms)) for name in ("stock", "exits", "intake")})
-        out["intake"][:] = intake
     if summary:
         KL = len(cal.intake_base) * len(LEVELS)
         out.update({name: np.zeros((D, n_terms, KL)) for name in ("stock_kl", "exits_kl")})
@@ -94,21 +109,29 @@ def project_cohorts(cal: Calibration, draws: Draws, n_terms: int, *, ledger: boo
     safe = np.zeros_like(cont)
     safe[..., 0] = 1.0
     cont = np.where(csum > 0, cont / np.where(csum > 0, csum, 1), safe).astype(F32)
-    # Chunks of a fixed size, whatever the number of threads: each chunk's flow noise has its own seed.
-    jobs = [(d0, min(d0 + CHUNK, D)) for d0 in range(0, D, CHUNK)]
+    written = {k: v for k, v in out.items() if k != "intake"}   # the chunks' outputs
 
     def run(d0: int, d1: int) -> None:
         rng = None if draws.flow_seed is None else np.random.default_rng([draws.flow_seed, 2, d0])
         _project_chunk(cal, draws.trans[d0:d1], cont[d0:d1], draws.exit_or[d0:d1], draws.grad_or[d0:d1],
-                       intake[d0:d1], n_terms, {k: v[d0:d1] for k, v in out.items()}, ledger, summary, rng)
+                       intake[d0:d1], n_terms, {k: v[d0:d1] for k, v in written.items()}, ledger, summary, rng)
+
+    def chunks():
+        for d0, d1, part in new_students:
+            if part is not None:
+                intake[d0:d1] = part
+            yield d0, d1
 
     workers = min(threads(), len(jobs))
     if workers <= 1:
-        for j in jobs:
+        for j in chunks():
             run(*j)
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(lambda j: run(*j), jobs))
+            for f in [pool.submit(run, *j) for j in chunks()]:
+                f.result()
+    if ledger:
+        out["intake"][:] = intake
     return out
 
 
