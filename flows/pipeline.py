@@ -19,8 +19,6 @@ import flows.prefect_defaults  # noqa: F401  (before Prefect is imported: teleme
 
 import logging
 import shutil
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -309,11 +307,6 @@ def model_stage(ctx: RunContext | str, scenarios: list[str] | None = None, draws
             "scenarios": sorted(outputs["model_headline"]["scenario"].unique().tolist())}
 
 
-# Warehouse rows from which the Data Docs render beside the snapshot copy (about 3 s of copy a million rows
-# here, enough to hide them); below, after it, as before.
-DOCS_BESIDE_SNAPSHOT_ROWS = 1_000_000
-
-
 @task(name="publish", cache_policy=NO_CACHE)
 def publish_stage(ctx: RunContext) -> str:
     """Curated views and their documentation, then a finished read-only snapshot swapped in
@@ -326,36 +319,20 @@ def publish_stage(ctx: RunContext) -> str:
     for stale in paths.published_dir.glob(".*data_docs.*"):   # half-built sites of a run that died here
         shutil.rmtree(stale, ignore_errors=True)
     results = ctx.work / "gx_results"
-    docs, built = None, site.with_name(f".data_docs.{run_id}.next")
     con = warehouse.connect(paths.warehouse)
     try:
         warehouse.build_marts(con, "views")
         documented = warehouse.apply_dictionary(con)
-        # What each table holds, once: the snapshot and the Parquet exports rewrite only what changed.
+        # What each table holds, once: the Parquet exports rewrite only what changed.
         signature = warehouse.content_signature(con)
-        if results.is_dir() and warehouse.signature_rows(signature) >= DOCS_BESIDE_SNAPSHOT_ROWS:
-            # Data Docs of this run's validations render in a thread while DuckDB writes a large snapshot in one
-            # long call that leaves the GIL; the site goes in after the snapshot. Not beside short statements
-            # (the dictionary's, the feedback's, a small copy): there the GIL convoy cost more than it saved.
-            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="data-docs")
-            docs = pool.submit(datadocs.build_data_docs, results, built, run_name=run_id)
-            pool.shutdown(wait=False)
         snap = warehouse.publish(con, paths.snapshot, run_id, on_step=faults.checkpoint, signature=signature)
         warehouse.export_parquet(con, paths.published_dir, run_id, signature=signature)
         (paths.published_dir / "DATA_DICTIONARY.md").write_text(warehouse.dictionary_markdown(con), encoding="utf-8")
         # What each university office gets back: accepted / with warnings / rejected, and why.
         feedback_files = feedback.write_feedback(con, paths.published_dir / "feedback")
-    except BaseException:
-        if docs is not None:   # the stage failed: its half-built site goes, the last one stays
-            futures_wait([docs])
-            shutil.rmtree(built, ignore_errors=True)
-        raise
     finally:
         con.close()
-    if docs is not None:
-        docs.result()   # the site's own error, if any, ends the stage here
-        datadocs.install_site(built, site)
-    elif results.is_dir():  # a run with nothing new keeps the last site
+    if results.is_dir():  # built beside and swapped in; a run with nothing new keeps the last site
         datadocs.build_data_docs(results, site, run_name=run_id)
     get_run_logger().info("published %s (%d columns documented), Parquet exports and %d feedback files",
                           snap, documented, feedback_files)
