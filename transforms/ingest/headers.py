@@ -180,27 +180,21 @@ def is_error_value(text: str) -> bool:
 
 def cell_text(value: object) -> str:
     """One spreadsheet or CSV cell as trimmed NFC text ('' when empty)."""
-    kind = type(value)  # the common types first, by exact type (bool is an int, datetime a date)
-    if kind is str:
+    # The common types first (no other branch takes a str or a float: bool is an int, datetime a date).
+    if isinstance(value, str):
         return unicodedata.normalize("NFC", value).strip()
-    if kind is float:
+    if isinstance(value, float):
         if value != value or value in (_INF, _MINUS_INF):
             return ""
         return str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
     if value is None:
         return ""
-    if isinstance(value, str):
-        return unicodedata.normalize("NFC", value).strip()
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, datetime):
         return value.date().isoformat() if value.time() == time(0) else value.isoformat(sep=" ")
     if isinstance(value, (date, time)):
         return value.isoformat()
-    if isinstance(value, float):
-        if value != value or value in (_INF, _MINUS_INF):
-            return ""
-        return str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
     return unicodedata.normalize("NFC", str(value)).strip()
 
 
